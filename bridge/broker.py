@@ -1,0 +1,305 @@
+"""An embedded ActiveMQ broker for development and tests (``amq-bridge broker``).
+
+It runs ActiveMQ Classic's ``BrokerService`` inside this process's JVM (through JPype) with:
+
+- an OpenWire and a STOMP connector on a loopback address (port 0 picks a free port; the
+  real ports are read back from the bound server sockets);
+- the AtData fan-out rule: a virtual topic ``RTO.>`` with consumer prefix ``*.``, so a message
+  sent to topic ``RTO.<ns>`` is copied into every existing queue ``<anything>.RTO.<ns>``
+  (ActiveMQ's stock ``VirtualTopic.>`` rule is kept as well);
+- simple username/password authentication when users are given (wrong credentials refused);
+- queues created at start, so a consumer queue exists before anything is published;
+- no JMX and no ActiveMQ shutdown hook: :meth:`EmbeddedBroker.stop` is the only way down.
+
+The JVM cannot be restarted; a process runs at most one embedded broker at a time, and tests
+that restart a broker run it in a child process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import shutil
+import signal
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge import jvm
+from bridge.config import DEFAULT_JARS_DIR
+from bridge.errors import BridgeError, TransportUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: The broker name of the embedded broker (one per JVM).
+BROKER_NAME = "amq-bridge-embedded"
+
+_running: "weakref.WeakSet[EmbeddedBroker]" = weakref.WeakSet()
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    """How to run the embedded broker.
+
+    Attributes:
+        host: The address both connectors listen on (keep it on loopback).
+        openwire_port: The OpenWire port; 0 picks any free port.
+        stomp_port: The STOMP port; 0 picks any free port.
+        persistent: Keep messages in KahaDB under ``data_dir`` (else in memory only).
+        data_dir: Where KahaDB and temporary files live. ``None``: a temporary directory that is
+            removed at stop, or ``./activemq-data`` (ActiveMQ's own default) when persistent.
+        users: ``(username, password)`` pairs; empty means no authentication at all.
+        queues: Queue names created at start.
+        jars_dir: The folder holding the ActiveMQ jars and their manifest.
+    """
+
+    host: str = "127.0.0.1"
+    openwire_port: int = 61616
+    stomp_port: int = 61613
+    persistent: bool = False
+    data_dir: Path | None = None
+    users: tuple[tuple[str, str], ...] = ()
+    queues: tuple[str, ...] = ()
+    jars_dir: Path = DEFAULT_JARS_DIR
+
+    def __repr__(self) -> str:  # passwords never appear in logs or tracebacks
+        users = tuple(name for name, _ in self.users)
+        return (f"BrokerOptions(host={self.host!r}, openwire_port={self.openwire_port}, "
+                f"stomp_port={self.stomp_port}, persistent={self.persistent}, "
+                f"data_dir={self.data_dir!r}, users={users!r}, queues={self.queues!r})")
+
+
+class EmbeddedBroker:
+    """An ActiveMQ broker inside this process; use as a context manager or start()/stop()."""
+
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        self.options = options or BrokerOptions()
+        #: ``tcp://HOST:PORT`` with the port actually bound, set by :meth:`start`.
+        self.openwire_url = ""
+        #: ``stomp://HOST:PORT`` with the port actually bound, set by :meth:`start`.
+        self.stomp_url = ""
+        self._service: Any = None
+        self._temp_dir: Path | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker has been started and not stopped."""
+        return self._service is not None
+
+    def start(self) -> tuple[str, str]:
+        """Start the broker and return ``(openwire_url, stomp_url)`` with the bound ports.
+
+        Raises:
+            TransportUnavailableError: Java, JPype or a broker jar is missing.
+            BridgeError: The broker failed to start (for example, a port is taken).
+        """
+        if self._service is not None:
+            return self.openwire_url, self.stomp_url
+        opts = self.options
+        jvm.ensure_jvm(jvm.classpath(opts.jars_dir, ("client", "broker")), groups=("client", "broker"))
+        service = None
+        try:
+            service, openwire, stomp = self._build(self._data_dir())
+            service.start()
+            if not service.waitUntilStarted(30_000):
+                raise BridgeError("embedded broker did not start within 30 s")
+        except Exception as exc:
+            self._abandon(service)
+            if isinstance(exc, BridgeError):
+                raise
+            raise BridgeError(f"embedded broker failed to start: {_one_line(exc)}") from exc
+        self._service = service
+        _register_exit_handler()
+        _running.add(self)
+        self.openwire_url = f"tcp://{opts.host}:{_bound_port(openwire)}"
+        self.stomp_url = f"stomp://{opts.host}:{_bound_port(stomp)}"
+        log.info("embedded broker started: openwire=%s stomp=%s persistent=%s authentication=%s",
+                 self.openwire_url, self.stomp_url, opts.persistent, "on" if opts.users else "off")
+        return self.openwire_url, self.stomp_url
+
+    def stop(self) -> None:
+        """Stop the broker and wait until it has stopped; safe to call twice, never raises."""
+        service, self._service = self._service, None
+        _running.discard(self)
+        if service is not None:
+            self._abandon(service)
+            log.info("embedded broker stopped")
+
+    def _abandon(self, service: Any) -> None:
+        """Stop ``service`` (if any) and remove the temporary data directory; never raises."""
+        try:
+            if service is not None:
+                service.stop()
+                service.waitUntilStopped()
+        except Exception as exc:  # a failing stop must not hide why we are stopping
+            log.warning("embedded broker did not stop cleanly: %s", _one_line(exc))
+        finally:
+            self._cleanup_temp_dir()
+
+    def __enter__(self) -> "EmbeddedBroker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _data_dir(self) -> Path:
+        opts = self.options
+        if opts.data_dir is not None or opts.persistent:
+            data_dir = (opts.data_dir or Path("activemq-data")).resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+            return data_dir
+        self._temp_dir = Path(tempfile.mkdtemp(prefix="amq-bridge-broker-"))
+        return self._temp_dir
+
+    def _cleanup_temp_dir(self) -> None:
+        temp, self._temp_dir = self._temp_dir, None
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+    def _build(self, data_dir: Path) -> tuple[Any, Any, Any]:
+        """Configure a BrokerService; returns it with its OpenWire and STOMP connectors."""
+        from jpype import JArray, JClass
+
+        opts = self.options
+        File = JClass("java.io.File")
+        service = JClass("org.apache.activemq.broker.BrokerService")()
+        service.setBrokerName(BROKER_NAME)
+        service.setUseJmx(False)
+        service.setUseShutdownHook(False)  # our signal handlers stop the broker, not the JVM's hook
+        service.setSchedulerSupport(False)
+        service.setDataDirectoryFile(File(str(data_dir)))
+        service.setTmpDataDirectory(File(str(data_dir / "tmp_storage")))
+        service.setPersistent(opts.persistent)
+        if opts.persistent:
+            kahadb = JClass("org.apache.activemq.store.kahadb.KahaDBPersistenceAdapter")()
+            kahadb.setDirectory(File(str(data_dir / "kahadb")))
+            locker = JClass("org.apache.activemq.store.SharedFileLocker")()
+            locker.setFailIfLocked(True)  # a second broker on the same data fails, not waits forever
+            kahadb.setLocker(locker)
+            service.setPersistenceAdapter(kahadb)
+        # ActiveMQ warns when its default store limits (100 GB, 50 GB) exceed the free disk space.
+        usable = int(File(str(data_dir)).getUsableSpace() * 0.9) or 1 << 30
+        usage = service.getSystemUsage()
+        for limit in (usage.getStoreUsage(), usage.getTempUsage()):
+            limit.setLimit(min(int(limit.getLimit()), usable))
+        service.setDestinationInterceptors(_fan_out_interceptors())
+        if opts.users:
+            _require_authentication_classes()
+            User = JClass("org.apache.activemq.security.AuthenticationUser")
+            users = JClass("java.util.ArrayList")()
+            for name, password in opts.users:
+                users.add(User(name, password, "users"))
+            plugin = JClass("org.apache.activemq.security.SimpleAuthenticationPlugin")(users)
+            plugin.setAnonymousAccessAllowed(False)
+            service.setPlugins(JArray(JClass("org.apache.activemq.broker.BrokerPlugin"))([plugin]))
+        if opts.queues:
+            Queue = JClass("org.apache.activemq.command.ActiveMQQueue")
+            destinations = [Queue(name) for name in opts.queues]
+            service.setDestinations(JArray(JClass("org.apache.activemq.command.ActiveMQDestination"))(destinations))
+        openwire = service.addConnector(f"tcp://{opts.host}:{opts.openwire_port}")
+        stomp = service.addConnector(f"stomp://{opts.host}:{opts.stomp_port}")
+        return service, openwire, stomp
+
+
+def _require_authentication_classes() -> None:
+    """SimpleAuthenticationPlugin needs activemq-jaas.jar, which the client jars do not bring."""
+    from jpype import JClass
+
+    try:
+        JClass("org.apache.activemq.jaas.GroupPrincipal")
+    except Exception as exc:
+        raise TransportUnavailableError(
+            "broker authentication needs activemq-jaas.jar (Debian package libactivemq-java) "
+            f"listed in the jar manifest (group broker); {jvm.SETUP_HINT}") from exc
+
+
+@functools.cache
+def _register_exit_handler() -> None:
+    atexit.register(_stop_all)  # registered after JPype's own handler, so it runs before it
+
+
+def _stop_all() -> None:
+    """At exit, stop brokers the program left running: their threads would keep the JVM alive."""
+    for broker in list(_running):
+        broker.stop()
+
+
+def _fan_out_interceptors() -> Any:
+    """Virtual topics: the AtData rule ``RTO.>`` -> ``*.RTO.<ns>`` plus ActiveMQ's default one."""
+    from jpype import JArray, JClass
+
+    VirtualTopic = JClass("org.apache.activemq.broker.region.virtual.VirtualTopic")
+    atdata = VirtualTopic()
+    atdata.setName("RTO.>")
+    atdata.setPrefix("*.")
+    atdata.setSelectorAware(False)
+    stock = VirtualTopic()  # as BrokerService's default: VirtualTopic.> read as Consumer.*.VirtualTopic.>
+    stock.setName("VirtualTopic.>")
+    interceptor = JClass("org.apache.activemq.broker.region.virtual.VirtualDestinationInterceptor")()
+    interceptor.setVirtualDestinations(
+        JArray(JClass("org.apache.activemq.broker.region.virtual.VirtualDestination"))([atdata, stock]))
+    return JArray(JClass("org.apache.activemq.broker.region.DestinationInterceptor"))([interceptor])
+
+
+def _bound_port(connector: Any) -> int:
+    """The port a started TransportConnector listens on (the real one when 0 was asked)."""
+    return int(connector.getServer().getSocketAddress().getPort())
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Java or Python exception as one line, without a stack trace.
+
+    ActiveMQ's outer messages say what failed ("Failed to bind to server socket: tcp://...
+    due to: java.net.BindException: Address already in use"), so the outermost message wins.
+    """
+    cause: Any = exc
+    for _ in range(10):
+        text = cause.getMessage() if hasattr(cause, "getMessage") else str(cause)
+        if text is not None and str(text).strip():
+            return " ".join(str(text).split())
+        cause = cause.getCause() if hasattr(cause, "getCause") else cause.__cause__
+        if cause is None:
+            break
+    return type(exc).__name__
+
+
+def serve(options: BrokerOptions) -> int:
+    """Run the embedded broker until SIGINT or SIGTERM; the body of ``amq-bridge broker``.
+
+    Prints one line to stdout once both connectors listen::
+
+        broker ready: openwire=tcp://127.0.0.1:61616 stomp=stomp://127.0.0.1:61613
+
+    Must be called from the main thread (it installs signal handlers, restored on return).
+
+    Returns:
+        0 after a clean stop.
+
+    Raises:
+        TransportUnavailableError: Java, JPype or a broker jar is missing.
+        BridgeError: The broker failed to start.
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Only record it: stopping the broker from inside a signal handler could re-enter Java.
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    broker = EmbeddedBroker(options)
+    try:
+        openwire_url, stomp_url = broker.start()
+        print(f"broker ready: openwire={openwire_url} stomp={stomp_url}", flush=True)
+        while not received:
+            time.sleep(0.1)  # polling a flag: Event.wait() from a signal handler can deadlock
+        log.info("embedded broker stopping on %s", signal.Signals(received[0]).name)
+    finally:
+        broker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

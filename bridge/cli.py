@@ -1,0 +1,172 @@
+"""The ``amq-bridge`` command: run, broker, publish.
+
+Exit status: 0 done, 1 a runtime error (one line on stderr, no traceback), 2 a usage or
+configuration error, 130 forced stop by a second signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urlsplit
+
+from bridge import __version__, logs
+from bridge.config import TRANSPORTS, BridgeConfig, Destination, load_config
+from bridge.errors import BridgeError, ConfigError
+
+log = logging.getLogger("bridge.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``amq-bridge`` command."""
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"amq-bridge: config error: {logs.redact(str(exc))}", file=sys.stderr)
+        return 2
+    except BridgeError as exc:
+        print(f"amq-bridge: error: {logs.redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="amq-bridge", description="Real-time events from ActiveMQ, delivered.")
+    parser.add_argument("--version", action="version", version=f"amq-bridge {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="consume the subscription into the sink")
+    _config_option(run)
+    run.add_argument("--transport", choices=TRANSPORTS, help="override transport: of the config")
+    run.add_argument("--max-events", type=_positive_int, metavar="N", help="stop after N events")
+    run.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="stop after SECONDS without an event")
+    run.set_defaults(func=_run)
+
+    broker = commands.add_parser("broker", parents=[common], help="run a local ActiveMQ broker (the embedded default)")
+    broker.add_argument("-c", "--config", type=Path,
+                        help="take ports, credentials and the subscription queue from this config")
+    broker.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    broker.add_argument("--openwire-port", type=int, help="OpenWire port (default 61616; 0: any free)")
+    broker.add_argument("--stomp-port", type=int, help="STOMP port (default 61613; 0: any free)")
+    broker.add_argument("--persistent", action="store_true", help="keep messages on disk (KahaDB)")
+    broker.add_argument("--data-dir", type=Path, help="where persistent messages live (default: ./broker-data)")
+    broker.set_defaults(func=_broker)
+
+    publish = commands.add_parser("publish", parents=[common], help="publish AtData-shaped events to the feed topic")
+    _config_option(publish)
+    publish.add_argument("--transport", choices=TRANSPORTS, help="override transport: of the config")
+    publish.add_argument("--count", type=_positive_int, default=1000, help="events to generate (default 1000)")
+    publish.add_argument("--start", type=int, default=0, help="number of the first generated event")
+    publish.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    publish.add_argument("--file", metavar="PATH", help="send the JSON lines of PATH (- for stdin) instead")
+    publish.add_argument("--destination", metavar="KIND:NAME", type=_destination,
+                         help="default: topic:RTO.<namespace> of the config")
+    publish.add_argument("--persistent", action="store_true", help="send persistent messages")
+    publish.add_argument("--sequence", action="store_true", help="add a seq field to generated events")
+    publish.set_defaults(func=_publish)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=Path("config.yaml"),
+                        help="configuration file (default: config.yaml)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _destination(text: str) -> Destination:
+    try:
+        return Destination.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _load(args: argparse.Namespace) -> BridgeConfig:
+    config = load_config(args.config)
+    logs.register_secret(config.credentials.password)
+    if getattr(args, "transport", None):
+        config = dataclasses.replace(config, transport=args.transport)
+    return config
+
+
+def _on_signals(first: Callable[[], None]) -> None:
+    """Call ``first`` on SIGINT/SIGTERM; a second signal exits at once, acknowledging nothing more."""
+    received = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            os.write(2, b"amq-bridge: forced exit; unacknowledged events will be redelivered\n")
+            os._exit(130)
+        received.append(signum)
+        log.info("%s received; finishing the batch in hand (again to force)", signal.Signals(signum).name)
+        first()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bridge.runner import Runner
+
+    config = _load(args)
+    runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
+    _on_signals(runner.stop)
+    runner.run()
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from bridge.broker import BrokerOptions, serve
+
+    options = BrokerOptions(host=args.host)
+    if args.config is not None:
+        config = _load(args)
+        creds = config.credentials
+        options = dataclasses.replace(
+            options,
+            openwire_port=urlsplit(config.openwire.urls[0]).port or options.openwire_port,
+            stomp_port=config.stomp.hosts[0][1],
+            users=((creds.username, creds.password),) if creds.username else (),
+            queues=(config.subscription.destination.name,) if config.subscription.destination.kind == "queue" else (),
+        )
+    if args.openwire_port is not None:
+        options = dataclasses.replace(options, openwire_port=args.openwire_port)
+    if args.stomp_port is not None:
+        options = dataclasses.replace(options, stomp_port=args.stomp_port)
+    if args.persistent:
+        options = dataclasses.replace(options, persistent=True, data_dir=args.data_dir or Path("broker-data"))
+    return serve(options)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from bridge.publish import file_bodies, generated_bodies, open_input, publish
+
+    config = _load(args)
+    destination = args.destination or config.subscription.feed_topic
+    if destination is None:
+        raise ConfigError("has no namespace; give --destination topic:NAME", source=str(args.config),
+                          key="subscription.namespace")
+    if args.file:
+        bodies, total = file_bodies(open_input(args.file)), None
+    else:
+        bodies, total = generated_bodies(args.count, args.start, sequence=args.sequence), args.count
+    progress = sys.stderr if sys.stderr.isatty() else None
+    publish(config, destination, bodies, rate=args.rate, persistent=args.persistent, total=total, progress=progress)
+    return 0

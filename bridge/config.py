@@ -1,0 +1,379 @@
+"""Configuration: ``config.yaml`` parsed once into typed, frozen objects.
+
+The rest of the program never reads raw YAML. Every invalid value raises :class:`ConfigError`
+naming the file and the dotted key, e.g. ``config.yaml: credentials.username: must be 4-5 digits``.
+Strings may reference environment variables as ``${NAME}``; an unset one is an error.
+Relative paths are resolved against the directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import yaml
+
+from bridge.errors import ConfigError
+
+TRANSPORTS = ("openwire", "stomp")
+PROFILES = ("atdata", "generic")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JARS_DIR = PROJECT_ROOT / "jars"
+
+_ENV_REF = re.compile(r"\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+_URL = re.compile(r"[a-z][a-z0-9+]*://[^\s/:]+:\d+([/?].*)?\Z")
+_HOST_PORT = re.compile(r"(?P<host>[^\s:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A broker destination: ``kind`` is ``queue`` or ``topic``."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Destination":
+        """Parse ``queue:NAME`` or ``topic:NAME``; raises ``ValueError`` otherwise."""
+        kind, sep, name = text.partition(":")
+        if not sep or kind not in ("queue", "topic") or not name.strip():
+            raise ValueError("must be queue:NAME or topic:NAME")
+        return cls(kind, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Broker credentials; the password never appears in ``repr``."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What to consume and under which identity.
+
+    Attributes:
+        destination: The queue (or topic) consumed.
+        connection_id: The JMS client id of this process; stable across restarts.
+        namespace: The feed namespace (AtData-style subscriptions), else ``None``.
+        destination_id: The subscriber's destination id (AtData-style), else ``None``.
+    """
+
+    destination: Destination
+    connection_id: str
+    namespace: str | None = None
+    destination_id: str | None = None
+
+    @property
+    def feed_topic(self) -> Destination | None:
+        """The topic the feed is published to (``topic:RTO.<namespace>``), if AtData-style."""
+        return Destination("topic", f"RTO.{self.namespace}") if self.namespace else None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWireConfig:
+    """Settings of the OpenWire (JMS client over JPype) transport."""
+
+    urls: tuple[str, ...] = ("tcp://127.0.0.1:61616",)
+    jars_dir: Path = DEFAULT_JARS_DIR
+    classpath: tuple[Path, ...] = ()
+    prefetch: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StompConfig:
+    """Settings of the STOMP (stomp.py) transport."""
+
+    hosts: tuple[tuple[str, int], ...] = (("127.0.0.1", 61613),)
+    heartbeat_ms: int = 10000
+    prefetch: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """Where delivered events go: ``stdout`` or ``jsonl`` (with ``path``)."""
+
+    type: str = "stdout"
+    path: Path | None = None
+    fsync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """The whole configuration of one bridge process."""
+
+    subscription: Subscription
+    transport: str = "openwire"
+    fallback: tuple[str, ...] = ()
+    profile: str = "atdata"
+    connect_timeout: float = 10.0
+    credentials: Credentials = Credentials()
+    openwire: OpenWireConfig = OpenWireConfig()
+    stomp: StompConfig = StompConfig()
+    sink: SinkConfig = SinkConfig()
+    dead_letter: Path | None = None
+    max_message_bytes: int = 1024 * 1024
+    batch_size: int = 100
+    stats_interval: float = 5.0
+    source: str = "<config>"
+
+    @property
+    def transport_order(self) -> tuple[str, ...]:
+        """The selected transport followed by its fallbacks, without repeats."""
+        return tuple(dict.fromkeys((self.transport, *self.fallback)))
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> BridgeConfig:
+    """Read and validate a YAML configuration file.
+
+    Raises:
+        ConfigError: The file cannot be read or any value is invalid.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file ({exc.strerror})", source=source) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}", source=source) from exc
+    return parse_config(raw, source=source, base_dir=Path(path).resolve().parent, env=env)
+
+
+def parse_config(
+    raw: Any,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> BridgeConfig:
+    """Validate an already-loaded mapping (YAML document or dict) into a :class:`BridgeConfig`."""
+    top = _Section(raw if raw is not None else {}, source, "", base_dir or Path.cwd(),
+                   os.environ if env is None else env)
+    profile = top.choice("profile", PROFILES, "atdata")
+    transport = top.choice("transport", TRANSPORTS, "openwire")
+    fallback = tuple(top.list("fallback", lambda v, k: top.check_choice(v, k, TRANSPORTS)))
+    config = BridgeConfig(
+        transport=transport,
+        fallback=fallback,
+        profile=profile,
+        connect_timeout=top.number("connect_timeout", 10.0, minimum=0.1),
+        credentials=_credentials(top.section("credentials"), profile),
+        subscription=_subscription(top.section("subscription"), profile),
+        openwire=_openwire(top.section("openwire")),
+        stomp=_stomp(top.section("stomp")),
+        sink=_sink(top.section("sink")),
+        dead_letter=top.path("dead_letter", None),
+        max_message_bytes=int(top.number("max_message_bytes", 1024 * 1024, minimum=1, integer=True)),
+        batch_size=int(top.number("batch_size", 100, minimum=1, integer=True)),
+        stats_interval=top.number("stats_interval", 5.0, minimum=0),
+        source=source,
+    )
+    top.done()
+    return config
+
+
+def _credentials(sec: "_Section", profile: str) -> Credentials:
+    username = sec.string("username", "")
+    password = sec.string("password", "", secret=True)
+    sec.done()
+    if profile == "atdata":
+        if not re.fullmatch(r"\d{4,5}", username):
+            sec.fail("username", "must be 4-5 digits (AtData profile; set profile: generic for other brokers)")
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", password):
+            sec.fail("password", "must be 32 hexadecimal characters (AtData profile; set profile: generic for other brokers)")
+    return Credentials(username, password)
+
+
+def _subscription(sec: "_Section", profile: str) -> Subscription:
+    namespace = sec.string("namespace", "")
+    destination_id = sec.string("destination_id", "")
+    destination = sec.string("destination", "")
+    connection_id = sec.string("connection_id", "")
+    sec.done()
+    if not connection_id:
+        sec.fail("connection_id", "is required (the JMS client id of this process; keep it stable across restarts)")
+    if not _ID.match(connection_id):
+        sec.fail("connection_id", "may hold only letters, digits and . _ : - and must start with a letter or digit")
+    if destination:
+        if namespace or destination_id:
+            sec.fail("destination", "give either destination or namespace + destination_id, not both")
+        try:
+            dest = Destination.parse(destination)
+        except ValueError as exc:
+            sec.fail("destination", str(exc))
+        return Subscription(dest, connection_id)
+    if not namespace:
+        sec.fail("namespace", "is required (or give destination: queue:NAME / topic:NAME)")
+    if not destination_id:
+        sec.fail("destination_id", "is required (the queue is <destination_id>.RTO.<namespace>)")
+    if profile == "atdata" and not (namespace.isascii() and namespace.isalnum()):
+        sec.fail("namespace", "must be alphanumeric (AtData profile)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", namespace):
+        sec.fail("namespace", "may hold only letters, digits, _ and -")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", destination_id):
+        sec.fail("destination_id", "may hold only letters, digits, _ and -")
+    queue = Destination("queue", f"{destination_id}.RTO.{namespace}")
+    return Subscription(queue, connection_id, namespace, destination_id)
+
+
+def _openwire(sec: "_Section") -> OpenWireConfig:
+    def url(value: Any, key: str) -> str:
+        text = sec.check_string(value, key)
+        if not _URL.match(text):
+            sec.fail(key, f"{text!r} is not a broker URL like tcp://HOST:PORT")
+        return text
+
+    urls = tuple(sec.list("urls", url, default=["tcp://127.0.0.1:61616"]))
+    if not urls:
+        sec.fail("urls", "needs at least one broker URL")
+    config = OpenWireConfig(
+        urls=urls,
+        jars_dir=sec.path("jars_dir", DEFAULT_JARS_DIR),
+        classpath=tuple(sec.list("classpath", lambda v, k: sec.resolve(sec.check_string(v, k)))),
+        prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
+    )
+    sec.done()
+    return config
+
+
+def _stomp(sec: "_Section") -> StompConfig:
+    def host_port(value: Any, key: str) -> tuple[str, int]:
+        text = sec.check_string(value, key)
+        match = _HOST_PORT.match(text)
+        if not match or not 0 < int(match["port"]) < 65536:
+            sec.fail(key, f"{text!r} is not HOST:PORT")
+        return match["host"].strip("[]"), int(match["port"])
+
+    hosts = tuple(sec.list("hosts", host_port, default=["127.0.0.1:61613"]))
+    if not hosts:
+        sec.fail("hosts", "needs at least one HOST:PORT")
+    config = StompConfig(
+        hosts=hosts,
+        heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
+        prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
+    )
+    sec.done()
+    return config
+
+
+def _sink(sec: "_Section") -> SinkConfig:
+    kind = sec.choice("type", ("stdout", "jsonl"), "stdout")
+    path = sec.path("path", None)
+    fsync = sec.boolean("fsync", False)
+    sec.done()
+    if kind == "jsonl" and path is None:
+        sec.fail("path", "is required for the jsonl sink")
+    return SinkConfig(kind, path, fsync)
+
+
+class _Section:
+    """One mapping of the document; reads typed values and remembers which keys were used."""
+
+    def __init__(self, raw: Any, source: str, prefix: str, base_dir: Path, env: Mapping[str, str]):
+        self.source, self.prefix, self.base_dir, self.env = source, prefix, base_dir, env
+        if not isinstance(raw, dict):
+            raise ConfigError(f"must be a mapping, not {_kind(raw)}", source=source, key=prefix.rstrip(".") or "")
+        self.raw: dict[str, Any] = raw
+        self.used: set[str] = set()
+
+    def fail(self, key: str, message: str) -> None:
+        """Raise a ConfigError for ``key`` of this section."""
+        raise ConfigError(message, source=self.source, key=self.prefix + key)
+
+    def get(self, key: str) -> Any:
+        self.used.add(key)
+        return self.raw.get(key)
+
+    def done(self) -> None:
+        """Fail on the first key nobody asked for."""
+        for key in self.raw:
+            if key not in self.used:
+                self.fail(str(key), "unknown key")
+
+    def section(self, key: str) -> "_Section":
+        value = self.get(key)
+        return _Section({} if value is None else value, self.source, f"{self.prefix}{key}.", self.base_dir, self.env)
+
+    def check_string(self, value: Any, key: str, secret: bool = False) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            self.fail(key, f"must be a string, not {_kind(value)}")
+        return self._interpolate(str(value), key, secret)
+
+    def string(self, key: str, default: str, secret: bool = False) -> str:
+        value = self.get(key)
+        return default if value is None else self.check_string(value, key, secret)
+
+    def check_choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
+        text = self.check_string(value, key)
+        if text not in choices:
+            self.fail(key, f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key)
+        return default if value is None else self.check_choice(value, key, choices)
+
+    def number(self, key: str, default: float, *, minimum: float, integer: bool = False) -> float:
+        value = self.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            self.fail(key, f"must be {'a whole number' if integer else 'a number'}, not {_kind(value)}")
+        if value < minimum:
+            self.fail(key, f"must be at least {minimum:g}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def list(self, key: str, item: Callable[[Any, str], Any], default: list[Any] | None = None) -> Iterator[Any]:
+        value = self.get(key)
+        if value is None:
+            value = default or []
+        elif isinstance(value, str):
+            value = [value]
+        elif not isinstance(value, list):
+            self.fail(key, f"must be a list, not {_kind(value)}")
+        return [item(v, f"{key}[{i}]") for i, v in enumerate(value)]
+
+    def resolve(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def path(self, key: str, default: Path | None) -> Path | None:
+        value = self.get(key)
+        return default if value is None else self.resolve(self.check_string(value, key))
+
+    def _interpolate(self, text: str, key: str, secret: bool) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not _ENV_NAME.match(name):
+                self.fail(key, f"${{{name}}} is not a valid environment variable reference")
+            if name not in self.env:
+                self.fail(key, f"environment variable {name} is not set")
+            return self.env[name]
+
+        return _ENV_REF.sub(substitute, text)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)

@@ -1,0 +1,48 @@
+"""Logging set-up for the command line, with secrets redacted from every line.
+
+Library code only uses ``logging.getLogger(__name__)``; this module is called by the CLI. Any
+string registered with :func:`register_secret` is replaced by ``***`` in everything the handler
+prints, whichever logger (ours, stomp.py's, JPype's) produced it and at whatever level.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_secrets: set[str] = set()
+
+#: Third-party loggers that print whole protocol frames at DEBUG; kept at INFO and above.
+CHATTY = ("stomp.py",)
+
+
+def register_secret(value: str) -> None:
+    """Never print ``value`` (a password); empty and very short values are ignored."""
+    if len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose output, traceback included, never holds a registered secret."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure(level: str = "INFO") -> None:
+    """Send log lines to stderr at ``level``, secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -1,0 +1,54 @@
+"""The sink interface: where delivered events leave the bridge.
+
+The runner hands a sink batches of good events, then asks it to ``flush``; only when ``flush``
+returns are those events acknowledged to the broker. ``flush`` therefore means "durable by this
+sink's standard" (written to the OS, or fsynced when the sink is configured so).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from bridge.config import SinkConfig
+    from bridge.event import Event
+
+
+class Sink(abc.ABC):
+    """A destination for events."""
+
+    #: The name used in ``config.yaml`` under ``sink.type``.
+    name: str = ""
+
+    def __init__(self, config: "SinkConfig") -> None:
+        self.config = config
+
+    def open(self) -> None:
+        """Acquire resources (files, connections). Called once before the first write."""
+
+    @abc.abstractmethod
+    def write(self, events: Sequence["Event"]) -> None:
+        """Accept a batch of events; they may stay buffered until :meth:`flush`.
+
+        Raises:
+            SinkError: The events could not be accepted.
+        """
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make everything written so far durable.
+
+        Raises:
+            SinkError: The events could not be made durable; none of them may be acknowledged.
+        """
+
+    def close(self) -> None:
+        """Flush and release resources; safe to call twice."""
+
+    def __enter__(self) -> "Sink":
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,417 @@
+"""OpenWire transport: ActiveMQ's own JMS client, driven through JPype.
+
+Features
+========
+* Individual acknowledgement: ``ack(event)`` acks that one message; whatever is unacked is
+  redelivered, to the next connection or after a failover.
+* Text and bytes messages are decoded; object messages are refused, never deserialized; map,
+  stream and bare messages become events with ``problem`` set.
+* The connection id is the JMS client id; a second connection with the same id is refused.
+* Connections left open are closed at interpreter exit (their Java threads would block it).
+
+Connection String
+=================
+One URL (``tcp://HOST:61616``, ``ssl://HOST:61617``) is used as given, plus ``connectionTimeout``
+and the wire-format negotiation timeout unless it sets them. Several URLs become::
+
+    failover:(tcp://a:61616,tcp://b:61616)?randomize=false&startupMaxReconnectAttempts=N
+      &maxReconnectAttempts=N&initialReconnectDelay=100&maxReconnectDelay=1000&timeout=MS
+      &nested.connectionTimeout=MS&nested.wireFormat.maxInactivityDurationInitalDelay=MS
+
+where N rounds over the URLs fit in ``connect_timeout``, at start and after a broken connection.
+
+Options
+=======
+``openwire.urls``, ``openwire.prefetch`` (queue prefetch), ``openwire.jars_dir``,
+``openwire.classpath``, ``connect_timeout``, ``credentials`` (empty username: none sent),
+``subscription.connection_id``, ``max_message_bytes``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import threading
+import types
+import weakref
+from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from bridge import jvm
+from bridge.config import Destination
+from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError, ConnectionLostError,
+                           MessageError, TransportError)
+from bridge.event import Event, make_event
+from bridge.transports.base import Hooks, Transport
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig
+
+log = logging.getLogger(__name__)
+
+INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
+AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
+_TCP_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl")
+_open: "weakref.WeakSet[OpenWireTransport]" = weakref.WeakSet()  # see _close_all
+
+
+class OpenWireTransport(Transport):
+    """A JMS connection to ActiveMQ over OpenWire: one consumer, producers cached per destination."""
+
+    name = "openwire"
+
+    def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
+        super().__init__(config, hooks)
+        self._connection: Any = None
+        self._session: Any = None
+        self._send_session: Any = None
+        self._consumer: Any = None
+        self._destination = ""
+        self._producers: dict[Destination, Any] = {}
+        self._unacked: dict[int, Any] = {}  # delivery tag -> javax.jms.Message
+        self._next_tag = 0
+        self._kinds: dict[type, str] = {}  # JPype class of a message -> text, bytes, ...
+        self._lost: str | None = None
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now."""
+        return self._connected
+
+    def connect(self, timeout: float) -> None:
+        """Connect, authenticate and register the client id within about ``timeout`` seconds.
+
+        Raises:
+            TransportUnavailableError: No Java, JPype or client jars.
+            ConnectError: No broker answered in time; the message names the URLs and the cause.
+            AuthenticationError: The broker refused the credentials.
+            ClientIdInUseError: The connection id is already connected.
+        """
+        if self._connection is not None:
+            if self._lost is None:
+                return
+            self.close()  # a lost connection is replaced; subscribe() again afterwards
+        cfg, ms = self.config, max(1000, int(timeout * 1000))
+        jvm.ensure_jvm(jvm.classpath(cfg.openwire.jars_dir, ("client",), cfg.openwire.classpath))
+        java, endpoint = _java(), _endpoint(cfg.openwire.urls)
+        self.hooks.on_connecting(self.name, endpoint)
+        factory = java.Factory(broker_url(cfg.openwire.urls, timeout))
+        if cfg.credentials.username:
+            factory.setUserName(cfg.credentials.username)
+            factory.setPassword(cfg.credentials.password)
+        factory.getPrefetchPolicy().setQueuePrefetch(cfg.openwire.prefetch)
+        factory.setWatchTopicAdvisories(False)  # no temporary destinations: one consumer less
+        # After a failover the broker redelivers what was not acked; the client's duplicate
+        # audit would "poison ack" exactly those messages to the DLQ. Let them through.
+        factory.setCheckForDuplicates(False)
+        factory.setConnectResponseTimeout(ms)
+        factory.setCloseTimeout(min(ms, 15000))
+        connection, watchdog, timed_out = None, None, threading.Event()
+        try:
+            connection = factory.createConnection()
+            # Failover retries and silent peers can outlast every URL option: the watchdog
+            # wakes start() from another thread when the time is up.
+            watchdog = threading.Timer(timeout + 0.5, _wake, (connection, timed_out, timeout))
+            watchdog.daemon = True
+            watchdog.start()
+            connection.setExceptionListener(java.Listener(weakref.ref(self)))
+            connection.setClientID(cfg.subscription.connection_id)
+            connection.start()
+            session = connection.createSession(False, INDIVIDUAL_ACKNOWLEDGE)
+        except BaseException as exc:
+            if connection is not None and timed_out.is_set():  # closing may wait as long again
+                threading.Thread(target=_close_quietly, args=(connection,), daemon=True).start()
+            elif connection is not None:
+                _close_quietly(connection)
+            if not isinstance(exc, java.JException):
+                raise
+            if timed_out.is_set():
+                raise ConnectError(f"cannot connect to {endpoint}: no answer within {timeout:g} s") from exc
+            raise self._connect_error(exc, endpoint) from exc
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        self._connection, self._session, self._lost, self._connected = connection, session, None, True
+        _open.add(self)
+        log.info("connected to %s as %s", endpoint, cfg.subscription.connection_id)
+        self.hooks.on_connected(self.name, endpoint)
+
+    def subscribe(self, destination: Destination) -> None:
+        """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
+        self._check()
+        if self._consumer is not None:
+            if self._destination == str(destination):
+                return
+            raise TransportError(f"already consuming {self._destination}; one destination per connection")
+        try:
+            self._consumer = self._session.createConsumer(_java_destination(self._session, destination))
+        except _java().JException as exc:
+            raise self._runtime_error(f"cannot consume {destination}", exc) from exc
+        self._destination = str(destination)
+
+    def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
+        """Wait up to ``timeout`` seconds for a first message, then take up to ``max_events`` ready ones."""
+        self._check()
+        if self._consumer is None:
+            raise TransportError("receive() before subscribe()")
+        consumer, events = self._consumer, []
+        try:
+            message = consumer.receive(max(1, int(timeout * 1000)))
+            while message is not None:
+                events.append(self._event(message))
+                if len(events) >= max_events:
+                    break
+                message = consumer.receiveNoWait()
+        except _java().JException as exc:
+            raise self._runtime_error(f"receive from {self._destination} failed", exc) from exc
+        return events
+
+    def ack(self, event: Event) -> None:
+        """Acknowledge exactly this event's message.
+
+        Raises:
+            TransportError: The tag is unknown here (already acked, or another connection's).
+            ConnectionLostError: The connection broke; the broker will redeliver the message.
+        """
+        message = self._unacked.pop(event.delivery_tag, None)
+        if message is None:
+            raise TransportError(f"cannot ack message {event.message_id}: unknown delivery tag "
+                                 f"{event.delivery_tag} (already acked, or from another connection)")
+        try:
+            message.acknowledge()
+        except _java().JException as exc:
+            raise self._runtime_error(f"ack of {event.message_id} failed", exc) from exc
+
+    def send(self, destination: Destination, body: bytes, *, persistent: bool = False) -> None:
+        """Publish ``body`` as a TextMessage (it must be UTF-8) to ``destination``.
+
+        Raises:
+            MessageError: ``body`` is not UTF-8.
+            TransportError: The broker refused it or the connection broke.
+        """
+        self._check()
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError(f"cannot send a body that is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        java = _java()
+        try:
+            if self._send_session is None:
+                self._send_session = self._connection.createSession(False, AUTO_ACKNOWLEDGE)
+            producer = self._producers.get(destination)
+            if producer is None:
+                target = _java_destination(self._send_session, destination)
+                producer = self._producers[destination] = self._send_session.createProducer(target)
+            mode = java.PERSISTENT if persistent else java.NON_PERSISTENT
+            producer.send(self._send_session.createTextMessage(text), mode, 4, 0)  # priority 4, no expiry
+        except java.JException as exc:
+            raise self._runtime_error(f"send to {destination} failed", exc) from exc
+
+    def close(self) -> None:
+        """Close the connection (never the JVM, which cannot restart); safe to call twice, never raises."""
+        connection, self._connection = self._connection, None
+        was_connected, self._connected, self._lost = self._connected, False, None
+        self._session = self._send_session = self._consumer = None
+        self._producers.clear()
+        self._unacked.clear()
+        _open.discard(self)
+        if connection is not None:
+            _close_quietly(connection)
+            if was_connected:
+                self._notify_disconnected("closed")
+
+    def _check(self) -> None:
+        if self._lost is not None:
+            raise ConnectionLostError(f"connection to the broker lost: {self._lost}")
+        if self._connection is None:
+            raise TransportError("not connected; call connect() first")
+
+    def _event(self, message: Any) -> Event:
+        """Turn one javax.jms.Message into an Event, keeping the message for ack()."""
+        kind = self._kinds.get(type(message))
+        if kind is None:
+            kind = self._kinds[type(message)] = next(
+                (name for name, cls in _java().kinds if isinstance(message, cls)), "Message")
+        self._next_tag += 1
+        self._unacked[self._next_tag] = message
+        stamp = message.getJMSTimestamp()
+        fields: dict[str, Any] = dict(
+            message_id=str(message.getJMSMessageID()), destination=self._destination,
+            timestamp=int(stamp) or None, redelivered=bool(message.getJMSRedelivered()),
+            transport=self.name, delivery_tag=self._next_tag)
+        if message.getMarshalledProperties() is not None:  # one cheap call when there are none
+            fields["headers"] = {str(key): str(value) for key, value in message.getProperties().items()}
+        if kind == "TextMessage":
+            text = message.getText()
+            try:
+                body = b"" if text is None else str(text).encode("utf-8", "surrogatepass")
+            except UnicodeError:  # an unpaired UTF-16 surrogate; Java's encoder writes '?' for it
+                body = bytes(text.getBytes(_java().UTF_8))
+                return Event(body=body, data=None, problem="text body holds an unpaired UTF-16 surrogate", **fields)
+        elif kind == "BytesMessage":
+            buffer = _java().ByteArray(int(message.getBodyLength()))
+            message.readBytes(buffer)
+            body = bytes(buffer)
+        elif kind == "ObjectMessage":  # deserializing would run the sender's classes: never
+            return Event(body=b"", data=None, problem="ObjectMessage refused (never deserialized)", **fields)
+        else:
+            return Event(body=b"", data=None, problem=f"unsupported JMS {kind}: only text and bytes "
+                         "messages carry events", **fields)
+        return make_event(body, self.config.max_message_bytes, **fields)
+
+    def _on_exception(self, reason: str, fatal: bool) -> None:
+        """The connection's ExceptionListener, on a Java thread."""
+        if not fatal:
+            log.warning("broker reported an error: %s", reason)
+        elif self._connection is not None and self._lost is None:
+            self._lost, self._connected = reason, False
+            log.warning("connection to the broker lost: %s", reason)
+            self._notify_disconnected(reason)
+
+    def _notify_disconnected(self, reason: str) -> None:
+        try:
+            self.hooks.on_disconnected(self.name, reason)
+        except Exception:  # a hook must not break close() or a Java callback thread
+            log.exception("on_disconnected hook failed")
+
+    def _connect_error(self, exc: Any, endpoint: str) -> TransportError:
+        java, cause = _java(), self._redact(_describe(exc))
+        for link in _causes(exc):
+            if isinstance(link, java.InvalidClientID):
+                return ClientIdInUseError(self.config.subscription.connection_id)
+            if isinstance(link, (java.JMSSecurity, java.Security)):
+                return AuthenticationError(f"{endpoint} refused user {self.config.credentials.username!r}: {cause}")
+        return ConnectError(f"cannot connect to {endpoint}: {cause}")
+
+    def _runtime_error(self, what: str, exc: Any) -> TransportError:
+        cause = self._redact(_describe(exc))
+        if self._lost is not None or any(isinstance(link, _java().Lost) for link in _causes(exc)):
+            self._connected = False
+            return ConnectionLostError(f"{what}: connection lost ({self._lost or cause})")
+        return TransportError(f"{what}: {cause}")
+
+    def _redact(self, text: str) -> str:
+        password = self.config.credentials.password
+        return text.replace(password, "***") if password else text
+
+
+def broker_url(urls: Sequence[str], timeout: float) -> str:
+    """The URL given to ActiveMQConnectionFactory for ``urls`` and a connect timeout in seconds."""
+    ms = max(1000, int(timeout * 1000))
+    if len(urls) == 1:
+        parts = urlsplit(urls[0])
+        if parts.scheme not in _TCP_SCHEMES:
+            return urls[0]
+        present = {item.split("=", 1)[0] for item in parts.query.split("&")}
+        extra = [f"{key}={ms}" for key in ("connectionTimeout", "wireFormat.maxInactivityDurationInitalDelay")
+                 if key not in present]
+        return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, *extra]))))
+    # Round k over all URLs is followed by min(100 * 2**k, 1000) ms; stop at about 80 % of timeout.
+    attempts, elapsed, delay = 1, 0.0, 0.1
+    while elapsed + delay < 0.8 * timeout:
+        elapsed, delay, attempts = elapsed + delay, min(delay * 2, 1.0), attempts + 1
+    return (f"failover:({','.join(urls)})?randomize=false&startupMaxReconnectAttempts={attempts}"
+            f"&maxReconnectAttempts={attempts}&initialReconnectDelay=100&maxReconnectDelay=1000"
+            f"&timeout={ms}&nested.connectionTimeout={max(1000, ms // len(urls))}"
+            f"&nested.wireFormat.maxInactivityDurationInitalDelay={ms}")
+
+
+def _endpoint(urls: Sequence[str]) -> str:
+    """The URLs as shown to people: no user info, no query (it may hold jms.password)."""
+    shown = [urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
+             for parts in map(urlsplit, urls)]
+    return shown[0] if len(shown) == 1 else f"failover:({','.join(shown)})"
+
+
+def _java_destination(session: Any, destination: Destination) -> Any:
+    if destination.kind == "topic":
+        return session.createTopic(destination.name)
+    return session.createQueue(destination.name)
+
+
+def _causes(exc: Any) -> list[Any]:
+    """A Java throwable and its causes (a JMSException may keep its cause as linked exception)."""
+    chain: list[Any] = []
+    while exc is not None and len(chain) < 10 and exc not in chain:
+        chain.append(exc)
+        cause = exc.getCause()
+        exc = exc.getLinkedException() if cause is None and hasattr(exc, "getLinkedException") else cause
+    return chain
+
+
+def _describe(exc: Any) -> str:
+    """One line: the deepest cause that has a message, as ``SimpleClassName: message``."""
+    for link in reversed(_causes(exc)):
+        message = link.getMessage()
+        if message is not None and str(message).strip():
+            return f"{link.getClass().getSimpleName()}: {' '.join(str(message).split())}"
+    return str(exc.getClass().getName())
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception as exc:
+        log.warning("closing the OpenWire connection failed: %s", _describe(exc) if hasattr(exc, "getCause") else exc)
+
+
+def _wake(connection: Any, flag: threading.Event, seconds: float) -> None:
+    """connect()'s watchdog: make the call blocked in start() fail now."""
+    flag.set()
+    try:
+        channel = connection.getTransportChannel()
+        # Failover holds its lock while a socket waits for the peer's wire format: stop that
+        # socket, then fail the pending request (which wakes whoever waits for its answer).
+        inner = channel.narrow(_java().Negotiator)
+        if inner is not None:
+            inner.stop()
+        channel.onException(_java().IOError(f"no answer within {seconds:g} s"))
+    except Exception as exc:
+        log.debug("waking a connection attempt that timed out failed: %s", exc)
+
+
+def _close_all() -> None:
+    """At exit, close what the program left open: a connection's threads are not daemons, and
+    JPype's exit handler (registered before this one, so run after it) would wait for them."""
+    for transport in list(_open):
+        transport.close()
+
+
+@functools.cache
+def _java() -> types.SimpleNamespace:
+    """The Java classes used here, loaded once the JVM is up (they cannot be imported before)."""
+    import jpype
+    from jpype import JArray, JByte, JClass
+
+    @jpype.JImplements("javax.jms.ExceptionListener")
+    class Listener:
+        """Reports connection failures to a transport, without keeping it alive."""
+
+        def __init__(self, transport: "weakref.ref[OpenWireTransport]") -> None:
+            self.transport = transport
+
+        @jpype.JOverride
+        def onException(self, exc: Any) -> None:  # noqa: N802 - Java's name
+            transport = self.transport()
+            if transport is not None:  # transport failures carry an IOException; others are reports
+                lost = any(isinstance(link, java.IOError) for link in _causes(exc))
+                transport._on_exception(transport._redact(_describe(exc)), lost)
+
+    mode = JClass("javax.jms.DeliveryMode")
+    java = types.SimpleNamespace(
+        JException=jpype.JException, Listener=Listener, ByteArray=JArray(JByte),
+        Factory=JClass("org.apache.activemq.ActiveMQConnectionFactory"),
+        Negotiator=JClass("org.apache.activemq.transport.WireFormatNegotiator"),
+        PERSISTENT=mode.PERSISTENT, NON_PERSISTENT=mode.NON_PERSISTENT,
+        UTF_8=JClass("java.nio.charset.StandardCharsets").UTF_8, IOError=JClass("java.io.IOException"),
+        JMSSecurity=JClass("javax.jms.JMSSecurityException"), Security=JClass("java.lang.SecurityException"),
+        InvalidClientID=JClass("javax.jms.InvalidClientIDException"),
+        kinds=[(name, JClass(f"javax.jms.{name}")) for name in
+               ("TextMessage", "BytesMessage", "ObjectMessage", "MapMessage", "StreamMessage")])
+    # After these, an operation on an established connection means the connection is gone.
+    java.Lost = (java.IOError, JClass("javax.jms.IllegalStateException"),
+                 JClass("org.apache.activemq.ConnectionFailedException"))
+    atexit.register(_close_all)  # registered after JPype's own handler, so it runs before it
+    return java

@@ -1,0 +1,354 @@
+"""STOMP transport: ActiveMQ over STOMP 1.2 with stomp.py; selecting it never loads a JVM.
+
+Features
+========
+* STOMP 1.2 ``CONNECT`` with ``login``/``passcode`` and ``client-id`` (the connection id).
+* Heart-beats both ways; a broker that falls silent is reported as a lost connection.
+* ``client-individual`` acks, one ``ACK`` per event; never ``NACK`` (ActiveMQ sends a NACKed
+  message straight to the dead-letter queue). Prefetch per subscription; bodies stay bytes.
+* Driver errors become ``ConnectError``, ``AuthenticationError``, ``ClientIdInUseError`` or
+  ``ConnectionLostError``.
+* No automatic reconnection (the runner reconnects), no TLS, no transactions.
+
+Connection String
+=================
+``stomp.hosts`` is a list of ``HOST:PORT`` (``[::1]:61613`` for IPv6), tried in the order given
+until one accepts the CONNECT; refused credentials or client id end the search. The hosts share
+the ``connect_timeout`` budget: each gets an equal share of what is left, so one that hangs
+leaves time for the next.
+
+Options
+=======
+* ``stomp.heartbeat_ms`` (10000): heart-beat interval asked for both ways; 0 turns them off.
+  The connection counts as lost after 1.5 intervals without a frame from the broker.
+* ``stomp.prefetch`` (1000): unacknowledged messages the broker may push per subscription.
+* ``connect_timeout``: limits ``connect``, the SUBSCRIBE receipt and (at most 5 s) ``close``.
+* ``credentials`` (no ``login`` header when the username is empty), ``subscription.connection_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import socket
+import threading
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Sequence
+
+import stomp
+from stomp.exception import StompException
+from stomp.protocol import Protocol12
+
+from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError,
+                           ConnectionLostError, TransportError)
+from bridge.event import Event, make_event
+from bridge.transports.base import Hooks, Transport
+
+if TYPE_CHECKING:
+    from bridge.config import BridgeConfig, Destination
+
+log = logging.getLogger(__name__)
+
+_LOST = object()  # wakes a receive() that waits when the connection drops
+_AUTH_MARKERS = ("securityexception", "password is invalid", "failed to login", "authentication failed")
+_CLIENT_ID_MARKERS = ("invalidclientidexception", "already connected from")
+
+
+class _Link(stomp.ConnectionListener):
+    """One STOMP connection: stomp.py's connection object, what it delivered, how it ended.
+
+    The callbacks run on stomp.py's receiver (or heart-beat) thread. They only record state,
+    queue frames and wake waiters, and never raise: an exception there closes the socket.
+    """
+
+    def __init__(self, owner: "StompTransport", conn: stomp.StompConnection12, endpoint: str) -> None:
+        self.owner, self.conn, self.endpoint = owner, conn, endpoint
+        self.frames: queue.Queue[Any] = queue.Queue(owner.config.stomp.prefetch + 64)
+        self.answered = threading.Event()  # CONNECTED, ERROR or end of socket while connecting
+        self.gone = threading.Event()
+        self.up = self.closing = False
+        self.refusal: tuple[str, str] | None = None  # (first line, whole text) of the ERROR to CONNECT
+        self.lost_reason: str | None = None
+        self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
+        self.receipts: dict[str, threading.Event] = {}
+        self.receipt_errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def on_connected(self, frame: Any) -> None:
+        self.up = True
+        self.answered.set()
+
+    def on_error(self, frame: Any) -> None:
+        body = bytes(frame.body or b"").decode("utf-8", "replace")
+        text = (frame.headers.get("message") or body).strip()
+        summary = text.splitlines()[0] if text else "ERROR frame without a message"
+        receipt = frame.headers.get("receipt-id")
+        if receipt in self.receipts:
+            self.receipt_errors[receipt] = summary
+            self.receipts[receipt].set()
+        elif not self.up:
+            self.refusal = (summary, f"{text}\n{body}".lower())
+            self.answered.set()
+        else:
+            log.warning("STOMP broker %s sent an error: %s", self.endpoint, summary)
+
+    def on_receipt(self, frame: Any) -> None:
+        if (waiter := self.receipts.get(frame.headers.get("receipt-id"))) is not None:
+            waiter.set()
+
+    def on_message(self, frame: Any) -> None:
+        item = (frame.headers, frame.body)
+        while not self.closing:  # a full queue holds the socket back; the broker's prefetch bounds it
+            try:
+                return self.frames.put(item, timeout=0.1)
+            except queue.Full:
+                pass
+
+    def on_disconnected(self) -> None:
+        with self._lock:
+            if self.gone.is_set():
+                return
+            silent = monotonic() - (getattr(self.conn, "received_heartbeat", None) or monotonic())
+            if self.closing:
+                self.lost_reason = "closed by the bridge"
+            elif silent > (getattr(self.conn, "receive_sleep", 0) or float("inf")):
+                self.lost_reason = f"no heart-beat from {self.endpoint} for {silent:.1f}s"
+            else:
+                self.lost_reason = f"connection to {self.endpoint} lost"
+            was_up, self.up = self.up, False
+            self.gone.set()
+        self.answered.set()
+        for waiter in list(self.receipts.values()):
+            waiter.set()
+        with contextlib.suppress(queue.Full):  # when full, receive() sees lost_reason after the frames
+            self.frames.put_nowait(_LOST)
+        if was_up:
+            try:
+                self.owner.hooks.on_disconnected(self.owner.name, self.lost_reason)
+            except Exception:
+                log.exception("on_disconnected hook failed")
+
+    on_heartbeat_timeout = on_disconnected  # stomp.py reports both; the first one counts
+
+    def shutdown(self, timeout: float) -> None:
+        """DISCONNECT (so the ACKs before it are processed), close the socket, end both threads."""
+        self.closing = True
+        io_thread, heartbeat_thread = self.conn.transport.io_thread, self.conn.heartbeat_thread
+        if self.up:
+            try:
+                # Protocol12.disconnect only sends the frame (stomp.py closes the socket on its
+                # receipt); StompConnection12.disconnect would then wait without a time limit.
+                Protocol12.disconnect(self.conn, receipt="disconnect")
+                self.gone.wait(timeout)
+            except (StompException, OSError) as exc:
+                log.debug("DISCONNECT to %s failed: %s", self.endpoint, exc)
+        if not self.gone.is_set():
+            try:
+                self.conn.transport.disconnect_socket()
+            except Exception as exc:  # stomp.py's thread may race us to the socket; it ends closed
+                log.debug("closing the socket to %s: %s", self.endpoint, exc)
+        for thread in (io_thread, heartbeat_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(2.0)
+
+
+class StompTransport(Transport):
+    """ActiveMQ over STOMP 1.2 (stomp.py); see the module docstring."""
+
+    name = "stomp"
+
+    def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
+        super().__init__(config, hooks)
+        self._link: _Link | None = None
+        self._pending: dict[int, tuple[_Link, str]] = {}  # delivery tag -> (link, STOMP ack id)
+        self._tags = itertools.count(1)  # never reused, so a stale tag cannot ack a newer delivery
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now."""
+        return self._link is not None and self._link.up
+
+    def connect(self, timeout: float) -> None:
+        """Connect to the first configured host that accepts, within ``timeout`` seconds overall.
+
+        Raises:
+            ConnectError: No host could be reached or accepted the CONNECT in time.
+            AuthenticationError: The broker refused the credentials.
+            ClientIdInUseError: Another connection holds the connection id.
+        """
+        self.close()
+        deadline, hosts = monotonic() + timeout, self.config.stomp.hosts
+        failures: list[str] = []
+        cause: BaseException | None = None
+        for index, (host, port) in enumerate(hosts):
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                failures.append(f"{_endpoint(host, port)} (not tried: time is up)")
+                continue
+            try:
+                self._link = self._open(host, port, remaining / (len(hosts) - index))
+            except ConnectError as exc:
+                failures.append(str(exc))
+                cause = exc.__cause__
+            else:
+                self.hooks.on_connected(self.name, self._link.endpoint)
+                return
+        raise ConnectError(f"cannot connect over STOMP within {timeout:g}s: " + "; ".join(failures)) from cause
+
+    def _open(self, host: str, port: int, timeout: float) -> _Link:
+        endpoint, deadline = _endpoint(host, port), monotonic() + timeout
+        self.hooks.on_connecting(self.name, endpoint)
+        # stomp.py's connect loop retries, sleeps and logs the cause away; it skips the loop when
+        # transport.socket is set (if that changes: one attempt, no sleep, still within timeout).
+        try:
+            sock = socket.create_connection((host, port), timeout)
+            sock.settimeout(None)
+        except OSError as exc:
+            raise ConnectError(f"{endpoint} ({exc.strerror or str(exc) or type(exc).__name__})") from exc
+        beat = self.config.stomp.heartbeat_ms
+        conn = stomp.StompConnection12(
+            [(host, port)], prefer_localhost=False, try_loopback_connect=False, reconnect_attempts_max=1,
+            reconnect_sleep_initial=0, timeout=timeout, heartbeats=(beat, beat), auto_decode=False)
+        conn.transport.socket, conn.transport.current_host_and_port = sock, (host, port)
+        link = _Link(self, conn, endpoint)
+        conn.set_listener("amq-bridge", link)
+        creds = self.config.credentials
+        try:
+            conn.connect(username=creds.username or None, passcode=creds.password if creds.username else None,
+                         headers={"client-id": self.config.subscription.connection_id}, with_connect_command=True)
+            link.answered.wait(max(0.0, deadline - monotonic()))
+        except (StompException, OSError) as exc:
+            link.shutdown(0)
+            raise ConnectError(f"{endpoint} ({str(exc) or type(exc).__name__})") from exc
+        if link.up:
+            return link
+        closed = link.gone.is_set()
+        link.shutdown(0)
+        if link.refusal is None:
+            why = "closed the connection" if closed else f"did not answer CONNECT within {timeout:.1f}s"
+            raise ConnectError(f"{endpoint} {why} (is it a STOMP port?)")
+        summary, text = link.refusal
+        summary = summary.replace(creds.password, "***") if creds.password else summary
+        cause = StompException(f"ERROR frame from {endpoint}: {summary}")
+        if any(marker in text for marker in _CLIENT_ID_MARKERS):
+            raise ClientIdInUseError(self.config.subscription.connection_id) from cause
+        if any(marker in text for marker in _AUTH_MARKERS):
+            raise AuthenticationError(f"{endpoint} refused user {creds.username!r}: {summary}") from cause
+        raise ConnectError(f"{endpoint} refused the connection: {summary}") from cause
+
+    def subscribe(self, destination: "Destination") -> None:
+        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
+
+        Raises:
+            TransportError: The broker refused (or did not confirm) the subscription.
+            ConnectionLostError: The connection is gone.
+        """
+        link, timeout = self._current(live=True), self.config.connect_timeout
+        sub_id = rid = f"sub-{len(link.subscriptions) + 1}"
+        link.subscriptions[sub_id] = str(destination)
+        waiter = link.receipts[rid] = threading.Event()
+        try:
+            link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
+                                headers={"activemq.prefetchSize": str(self.config.stomp.prefetch), "receipt": rid})
+            if not waiter.wait(timeout):
+                raise TransportError(f"subscribe {destination}: no receipt from {link.endpoint} within {timeout:g}s")
+        except (StompException, OSError) as exc:
+            raise ConnectionLostError(f"subscribe {destination}: {str(exc) or type(exc).__name__}") from exc
+        finally:
+            del link.receipts[rid]
+        if rid in link.receipt_errors:
+            raise TransportError(f"subscribe {destination}: the broker said: {link.receipt_errors.pop(rid)}")
+        if link.lost_reason:
+            raise ConnectionLostError(f"subscribe {destination}: {link.lost_reason}")
+
+    def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
+        """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events`` ready ones.
+
+        After the connection drops, frames that had already arrived are still returned: a broker
+        that lost non-persistent messages has no other copy. Their ``ack`` raises
+        ``ConnectionLostError`` and the broker redelivers them, so a sink may see them twice.
+        Once none are left, ``ConnectionLostError`` is raised.
+        """
+        link = self._current()
+        frames = link.frames
+        if link.lost_reason and frames.empty():
+            raise ConnectionLostError(link.lost_reason)
+        events: list[Event] = []
+        max_bytes, subs, pending, tags = self.config.max_message_bytes, link.subscriptions, self._pending, self._tags
+        try:
+            item = frames.get(timeout=timeout) if timeout > 0 else frames.get_nowait()
+            while item is not _LOST:
+                headers, body = item
+                tag, stamp = next(tags), headers.get("timestamp", "")
+                pending[tag] = (link, headers.get("ack") or headers.get("message-id", ""))
+                events.append(make_event(
+                    body, max_bytes, message_id=headers.get("message-id", ""),
+                    destination=subs.get(headers.get("subscription", ""), ""),
+                    timestamp=int(stamp) if stamp.isdigit() else None,
+                    redelivered=headers.get("redelivered") == "true", transport="stomp", headers=headers,
+                    delivery_tag=tag))
+                if len(events) >= max_events:
+                    break
+                item = frames.get_nowait()
+        except queue.Empty:
+            pass
+        if not events and link.lost_reason:
+            raise ConnectionLostError(link.lost_reason)
+        return events
+
+    def ack(self, event: Event) -> None:
+        """Send a STOMP 1.2 ``ACK`` for this one delivery.
+
+        Raises:
+            TransportError: The event was not delivered by this connection, or was acked already.
+            ConnectionLostError: The connection it came over is gone (the broker redelivers it).
+        """
+        entry = self._pending.pop(event.delivery_tag, None) if event.transport == self.name else None
+        if entry is None:
+            raise TransportError(f"stomp: unknown delivery tag {event.delivery_tag} of message "
+                                 f"{event.message_id!r} (acked already, or from another connection)")
+        link, ack_id = entry
+        if not link.up:
+            raise ConnectionLostError(f"cannot ack {event.message_id!r}: {link.lost_reason or 'not connected'}")
+        try:
+            link.conn.ack(ack_id)
+        except (StompException, OSError) as exc:
+            raise ConnectionLostError(f"cannot ack {event.message_id!r} on {link.endpoint}: {exc}") from exc
+
+    def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:
+        """SEND ``body`` as ``application/json``; ``persistent`` asks the broker to store it."""
+        link = self._current(live=True)
+        headers = {"persistent": "true"} if persistent else {}
+        try:
+            link.conn.send(_path(destination), body, content_type="application/json", headers=headers)
+        except (StompException, OSError) as exc:
+            raise ConnectionLostError(f"cannot send to {destination} on {link.endpoint}: {exc}") from exc
+
+    def close(self) -> None:
+        """DISCONNECT and end stomp.py's threads; safe to call twice, never raises."""
+        link, self._link = self._link, None
+        self._pending.clear()
+        if link is not None:
+            try:
+                link.shutdown(min(5.0, self.config.connect_timeout))
+            except Exception:
+                log.exception("closing the STOMP connection to %s failed", link.endpoint)
+
+    def _current(self, *, live: bool = False) -> _Link:
+        link = self._link
+        if link is None:
+            raise TransportError("stomp transport is not connected")
+        if live and not link.up:
+            raise ConnectionLostError(link.lost_reason or f"connection to {link.endpoint} lost")
+        return link
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _path(destination: "Destination") -> str:
+    return f"/{destination.kind}/{destination.name}"
+
