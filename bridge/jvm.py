@@ -23,7 +23,8 @@ SETUP_HINT = "run scripts/setup, which installs Debian's ActiveMQ packages and c
 #: Classes that must be loadable for each group of jars.
 REQUIRED_CLASSES = {
     "client": ("javax.jms.Session", "org.apache.activemq.ActiveMQConnectionFactory"),
-    "broker": ("org.apache.activemq.broker.BrokerService", "org.apache.activemq.transport.stomp.StompTransportFactory"),
+    "broker": ("org.apache.activemq.broker.BrokerService", "org.apache.activemq.transport.stomp.StompTransportFactory",
+               "org.apache.activemq.jaas.GroupPrincipal"),
 }
 
 _lock = threading.Lock()

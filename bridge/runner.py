@@ -32,6 +32,8 @@ class _RunnerHooks(Hooks):
 
     def __init__(self, stats: Stats, user: Hooks | None) -> None:
         self.stats, self.user = stats, user or Hooks()
+        #: Set while the runner closes the transport itself, so that is not reported as a loss.
+        self.closing = False
 
     def on_connecting(self, transport: str, endpoint: str) -> None:
         log.info("%s: connecting to %s", transport, endpoint)
@@ -44,7 +46,8 @@ class _RunnerHooks(Hooks):
 
     def on_disconnected(self, transport: str, reason: str) -> None:
         self.stats.connected = False
-        log.warning("%s: disconnected: %s", transport, reason)
+        level = logging.INFO if self.closing else logging.WARNING
+        log.log(level, "%s: disconnected: %s", transport, reason)
         self.user.on_disconnected(transport, reason)
 
     def on_fallback(self, failed: str, reason: str, next_transport: str) -> None:
@@ -100,6 +103,7 @@ class Runner:
                          self.config.subscription.connection_id, transport.name)
                 self._loop(transport)
             finally:
+                self.hooks.closing = True
                 transport.close()
                 self.stats.connected = False
         finally:

@@ -135,7 +135,7 @@ class OpenWireTransport(Transport):
                 watchdog.cancel()
         self._connection, self._session, self._lost, self._connected = connection, session, None, True
         _open.add(self)
-        log.info("connected to %s as %s", endpoint, cfg.subscription.connection_id)
+        log.debug("connected to %s as %s", endpoint, cfg.subscription.connection_id)
         self.hooks.on_connected(self.name, endpoint)
 
     def subscribe(self, destination: Destination) -> None:
@@ -267,7 +267,7 @@ class OpenWireTransport(Transport):
             log.warning("broker reported an error: %s", reason)
         elif self._connection is not None and self._lost is None:
             self._lost, self._connected = reason, False
-            log.warning("connection to the broker lost: %s", reason)
+            log.debug("connection to the broker lost: %s", reason)
             self._notify_disconnected(reason)
 
     def _notify_disconnected(self, reason: str) -> None:
