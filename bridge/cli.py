@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
@@ -106,16 +107,24 @@ def _load(args: argparse.Namespace) -> BridgeConfig:
     return config
 
 
-def _on_signals(first: Callable[[], None]) -> None:
-    """Call ``first`` on SIGINT/SIGTERM; a second signal exits at once, acknowledging nothing more."""
+def _on_signals(first: Callable[[], None], grace: float | None = None) -> None:
+    """Call ``first`` on SIGINT/SIGTERM. A second signal, or ``grace`` seconds without the process
+    having exited, ends it at once (status 130) and acknowledges nothing more."""
     received = []
+
+    def force(why: str) -> None:
+        os.write(2, f"amq-bridge: {why}; exiting now, unacknowledged events will be delivered again\n".encode())
+        os._exit(130)
 
     def handler(signum: int, _frame: object) -> None:
         if received:
-            os.write(2, b"amq-bridge: forced exit; unacknowledged events will be redelivered\n")
-            os._exit(130)
+            force("second signal")
         received.append(signum)
         log.info("%s received; finishing the batch in hand (again to force)", signal.Signals(signum).name)
+        if grace is not None:
+            timer = threading.Timer(grace, force, args=(f"shutdown took longer than {grace:g} s",))
+            timer.daemon = True
+            timer.start()
         first()
 
     signal.signal(signal.SIGINT, handler)
@@ -127,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
-    _on_signals(runner.stop)
+    _on_signals(runner.stop, config.shutdown_timeout)
     runner.run()
     return 0
 

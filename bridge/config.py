@@ -87,6 +87,9 @@ class OpenWireConfig:
     jars_dir: Path = DEFAULT_JARS_DIR
     classpath: tuple[Path, ...] = ()
     prefetch: int = 1000
+    #: Inactivity monitoring (wireFormat.maxInactivityDuration) in ms; a silent connection is
+    #: replaced within about twice this. 0 turns it off.
+    heartbeat_ms: int = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +102,29 @@ class StompConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconnectConfig:
+    """How a lost or refused connection is retried: exponential backoff with jitter.
+
+    Attributes:
+        initial_delay: Seconds before the first retry.
+        max_delay: The cap of the delay between retries, in seconds.
+        max_attempts: Retries before giving up; 0 retries forever.
+    """
+
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    max_attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SinkConfig:
-    """Where delivered events go: ``stdout`` or ``jsonl`` (with ``path``)."""
+    """Where delivered events go: ``stdout``, ``jsonl`` (with ``path``) or ``handler``."""
 
     type: str = "stdout"
     path: Path | None = None
     fsync: bool = False
+    #: ``package.module:function`` called with each batch of events (``handler`` sink).
+    handler: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +140,14 @@ class BridgeConfig:
     openwire: OpenWireConfig = OpenWireConfig()
     stomp: StompConfig = StompConfig()
     sink: SinkConfig = SinkConfig()
+    reconnect: ReconnectConfig = ReconnectConfig()
     dead_letter: Path | None = None
     max_message_bytes: int = 1024 * 1024
     batch_size: int = 100
+    #: Message ids remembered to keep redeliveries out of the sink; 0 turns it off.
+    dedupe_window: int = 10000
+    #: Seconds a graceful stop may take before the process exits without acknowledging the rest.
+    shutdown_timeout: float = 30.0
     stats_interval: float = 5.0
     source: str = "<config>"
 
@@ -175,9 +200,12 @@ def parse_config(
         openwire=_openwire(top.section("openwire")),
         stomp=_stomp(top.section("stomp")),
         sink=_sink(top.section("sink")),
+        reconnect=_reconnect(top.section("reconnect")),
         dead_letter=top.path("dead_letter", None),
         max_message_bytes=int(top.number("max_message_bytes", 1024 * 1024, minimum=1, integer=True)),
         batch_size=int(top.number("batch_size", 100, minimum=1, integer=True)),
+        dedupe_window=int(top.number("dedupe_window", 10000, minimum=0, integer=True)),
+        shutdown_timeout=top.number("shutdown_timeout", 30.0, minimum=0.1),
         stats_interval=top.number("stats_interval", 5.0, minimum=0),
         source=source,
     )
@@ -244,8 +272,21 @@ def _openwire(sec: "_Section") -> OpenWireConfig:
         jars_dir=sec.path("jars_dir", DEFAULT_JARS_DIR),
         classpath=tuple(sec.list("classpath", lambda v, k: sec.resolve(sec.check_string(v, k)))),
         prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
+        heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
     )
     sec.done()
+    return config
+
+
+def _reconnect(sec: "_Section") -> ReconnectConfig:
+    config = ReconnectConfig(
+        initial_delay=sec.number("initial_delay", 0.5, minimum=0.01),
+        max_delay=sec.number("max_delay", 30.0, minimum=0.01),
+        max_attempts=int(sec.number("max_attempts", 0, minimum=0, integer=True)),
+    )
+    sec.done()
+    if config.max_delay < config.initial_delay:
+        sec.fail("max_delay", "must not be less than initial_delay")
     return config
 
 
@@ -270,13 +311,16 @@ def _stomp(sec: "_Section") -> StompConfig:
 
 
 def _sink(sec: "_Section") -> SinkConfig:
-    kind = sec.choice("type", ("stdout", "jsonl"), "stdout")
+    kind = sec.choice("type", ("stdout", "jsonl", "handler"), "stdout")
     path = sec.path("path", None)
     fsync = sec.boolean("fsync", False)
+    handler = sec.string("handler", "") or None
     sec.done()
     if kind == "jsonl" and path is None:
         sec.fail("path", "is required for the jsonl sink")
-    return SinkConfig(kind, path, fsync)
+    if kind == "handler" and not (handler and re.fullmatch(r"[\w.]+:[\w.]+", handler)):
+        sec.fail("handler", "is required for the handler sink, as package.module:function")
+    return SinkConfig(kind, path, fsync, handler)
 
 
 class _Section:

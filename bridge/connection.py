@@ -14,11 +14,13 @@ log = logging.getLogger(__name__)
 #: connection id in use are not among them: another protocol would meet the same refusal.
 FALLBACK_ON = (TransportUnavailableError, ConnectError)
 
+_reported: set[tuple[str, str]] = set()
+
 
 def open_transport(config: BridgeConfig, hooks: Hooks | None = None) -> Transport:
     """Connect with the configured transport, falling back in order.
 
-    Each reason for falling back is logged once, at WARNING.
+    Each reason for falling back is logged once per process, at WARNING.
 
     Raises:
         TransportError: The last transport tried failed, or one failed in a way no fallback fixes.
@@ -37,7 +39,9 @@ def open_transport(config: BridgeConfig, hooks: Hooks | None = None) -> Transpor
             if position + 1 == len(order):
                 raise
             next_name = order[position + 1]
-            log.warning("%s cannot be used: %s; falling back to %s", name, exc, next_name)
+            if (name, str(exc)) not in _reported:  # a reconnect loop meets the same reason again
+                _reported.add((name, str(exc)))
+                log.warning("%s cannot be used: %s; falling back to %s", name, exc, next_name)
             hooks.on_fallback(name, str(exc), next_name)
         except TransportError:
             if transport is not None:

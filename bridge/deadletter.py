@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from bridge.errors import SinkError
+from bridge.errors import BridgeError, SinkError
 from bridge.event import Event
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,13 @@ class DeadLetterFile:
         """Write ``events`` durably.
 
         Raises:
-            SinkError: No dead-letter file is configured, or it cannot be written.
+            BridgeError: No dead-letter file is configured (retrying cannot help).
+            SinkError: The file cannot be written (retried by the runner).
         """
         if not events:
             return
         if self.path is None:
-            raise SinkError(
+            raise BridgeError(
                 f"event {events[0].message_id} cannot be delivered ({events[0].problem}) and no "
                 "dead_letter file is configured; it stays unacknowledged on the broker"
             )

@@ -1,8 +1,14 @@
 """The runner: takes events from a transport, delivers them to a sink, then acknowledges them.
 
 An event is acknowledged only after the sink's ``flush`` returned (or, for an event that cannot
-be decoded, after the dead-letter file was fsynced). A failure in between leaves it
-unacknowledged, so the broker delivers it again.
+be decoded, after the dead-letter file was fsynced). Whatever fails in between leaves it
+unacknowledged, so the broker delivers it again:
+
+* a lost connection (or a connection id still held by the broker) is retried with exponential
+  backoff and jitter, forever by default, on the runner's own thread;
+* a failing sink pauses consumption and the same batch is written again with backoff until it
+  succeeds (never NACKed: a STOMP NACK would send it straight to the broker's DLQ);
+* redeliveries of events already in the sink are recognised by message id and only acknowledged.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
+from bridge.backoff import Backoff
 from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
+from bridge.dedupe import RecentIds
+from bridge.errors import AuthenticationError, BridgeError, SinkError, TransportError, TransportUnavailableError
 from bridge.event import Event
 from bridge.sinks import Sink, create_sink
 from bridge.stats import Stats
@@ -25,6 +34,14 @@ stats_log = logging.getLogger("bridge.stats")
 
 #: How long one receive call may block, so a stop request is seen promptly.
 POLL_SECONDS = 0.5
+#: A condition that goes on (reconnecting, a failing sink) is logged again at most this often.
+REPEAT_LOG_SECONDS = 60.0
+#: Errors no retry can fix: refused credentials, no usable transport at all.
+FATAL = (AuthenticationError, TransportUnavailableError)
+
+
+class _Stopped(Exception):
+    """A stop was requested while a batch was still undelivered; it stays unacknowledged."""
 
 
 class _RunnerHooks(Hooks):
@@ -36,7 +53,7 @@ class _RunnerHooks(Hooks):
         self.closing = False
 
     def on_connecting(self, transport: str, endpoint: str) -> None:
-        log.info("%s: connecting to %s", transport, endpoint)
+        log.debug("%s: connecting to %s", transport, endpoint)
         self.user.on_connecting(transport, endpoint)
 
     def on_connected(self, transport: str, endpoint: str) -> None:
@@ -46,8 +63,7 @@ class _RunnerHooks(Hooks):
 
     def on_disconnected(self, transport: str, reason: str) -> None:
         self.stats.connected = False
-        level = logging.INFO if self.closing else logging.WARNING
-        log.log(level, "%s: disconnected: %s", transport, reason)
+        log.log(logging.INFO if self.closing else logging.WARNING, "%s: disconnected: %s", transport, reason)
         self.user.on_disconnected(transport, reason)
 
     def on_fallback(self, failed: str, reason: str, next_transport: str) -> None:
@@ -81,7 +97,9 @@ class Runner:
         self.max_events = max_events
         self.idle_timeout = idle_timeout
         self.dead_letter = DeadLetterFile(config.dead_letter)
+        self.recent = RecentIds(config.dedupe_window)
         self._stop = threading.Event()
+        self._last_event = time.monotonic()
 
     def stop(self) -> None:
         """Ask the run to end after the batch in hand; safe from signal handlers and threads."""
@@ -91,21 +109,32 @@ class Runner:
         """Consume until stopped, idle or done; returns the final counters.
 
         Raises:
-            BridgeError: Connecting failed, or the sink failed (nothing unflushed was acknowledged).
+            BridgeError: Credentials refused, no transport usable, reconnect attempts used up.
         """
-        self.sink.open()
+        self._retry("sink open", self.sink.open)
         try:
-            transport = open_transport(self.config, self.hooks)
-            try:
-                destination = self.config.subscription.destination
-                transport.subscribe(destination)
-                log.info("subscribed to %s as connection id %r via %s", destination,
-                         self.config.subscription.connection_id, transport.name)
-                self._loop(transport)
-            finally:
-                self.hooks.closing = True
-                transport.close()
-                self.stats.connected = False
+            while not self._stop.is_set():
+                transport = self._connect()
+                if transport is None:
+                    break
+                try:
+                    destination = self.config.subscription.destination
+                    transport.subscribe(destination)
+                    log.info("subscribed to %s as connection id %r via %s", destination,
+                             self.config.subscription.connection_id, transport.name)
+                    self._loop(transport)
+                    break
+                except FATAL:
+                    raise
+                except TransportError as exc:
+                    log.warning("%s: %s; reconnecting", transport.name, exc)
+                finally:
+                    self.hooks.closing = True
+                    transport.close()
+                    self.hooks.closing = False
+                    self.stats.connected = False
+        except _Stopped:
+            pass
         finally:
             try:
                 self.sink.close()
@@ -114,10 +143,53 @@ class Runner:
                 stats_log.info(self.stats.line())
         return self.stats
 
+    def _idle(self) -> bool:
+        if self.idle_timeout is not None and time.monotonic() - self._last_event >= self.idle_timeout:
+            log.info("no event for %.0f s; stopping", self.idle_timeout)
+            return True
+        return False
+
+    def _connect(self) -> Transport | None:
+        """Open a transport, retrying with backoff; ``None`` when stopped first."""
+        backoff, last_log = Backoff(self.config.reconnect), 0.0
+        while not self._stop.is_set() and not self._idle():
+            try:
+                return open_transport(self.config, self.hooks)
+            except FATAL:
+                raise
+            except TransportError as exc:
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise TransportError(f"gave up after {backoff.attempts - 1} attempts: {exc}") from exc
+                now = time.monotonic()
+                if now - last_log >= REPEAT_LOG_SECONDS:
+                    log.warning("%s; retrying in %.1f s (attempt %d)", exc, delay, backoff.attempts)
+                    last_log = now
+                self._stop.wait(delay)
+        return None
+
+    def _retry(self, what: str, action: Callable[[], None]) -> None:
+        """Run ``action`` until it succeeds, with backoff; raises ``_Stopped`` if stopped meanwhile."""
+        backoff, last_log = Backoff(self.config.reconnect, forever=True), 0.0
+        while True:
+            try:
+                action()
+                if backoff.attempts:
+                    log.info("%s succeeded again after %d failures", what, backoff.attempts)
+                return
+            except SinkError as exc:
+                delay = backoff.next_delay() or 0.0
+                now = time.monotonic()
+                if now - last_log >= REPEAT_LOG_SECONDS:
+                    log.warning("%s failed: %s; nothing is acknowledged, retrying in %.1f s", what, exc, delay)
+                    last_log = now
+                if self._stop.wait(delay):
+                    log.warning("stopping with a batch undelivered; the broker will deliver it again")
+                    raise _Stopped from exc
+
     def _loop(self, transport: Transport) -> None:
         stats, interval = self.stats, self.config.stats_interval
-        last_event = next_stats = time.monotonic()
-        next_stats += interval
+        next_stats = time.monotonic() + interval
         while not self._stop.is_set():
             limit = self.config.batch_size
             if self.max_events is not None:
@@ -130,23 +202,28 @@ class Runner:
                 stats_log.info(stats.line())
                 next_stats = now + interval
             if events:
-                last_event = now
+                self._last_event = now
                 self._deliver(transport, events)
-            elif self.idle_timeout is not None and now - last_event >= self.idle_timeout:
-                log.info("no event for %.0f s; stopping", self.idle_timeout)
+            elif self._idle():
                 break
 
     def _deliver(self, transport: Transport, events: Sequence[Event]) -> None:
-        self.stats.received += len(events)
-        good = [e for e in events if e.problem is None]
-        bad = [e for e in events if e.problem is not None] if len(good) < len(events) else []
+        stats = self.stats
+        stats.received += len(events)
+        fresh = [e for e in events if e.message_id not in self.recent] if self.recent.size else list(events)
+        stats.duplicates += len(events) - len(fresh)
+        good = [e for e in fresh if e.problem is None]
+        bad = [e for e in fresh if e.problem is not None] if len(good) < len(fresh) else []
         if good:
-            self.sink.write(good)
-            self.sink.flush()
-            self.stats.delivered += len(good)
+            def write() -> None:
+                self.sink.write(good)
+                self.sink.flush()
+            self._retry("sink write", write)
+            stats.delivered += len(good)
         if bad:
-            self.dead_letter.put(bad)
-            self.stats.dead_lettered += len(bad)
+            self._retry("dead-letter write", lambda: self.dead_letter.put(bad))
+            stats.dead_lettered += len(bad)
+        self.recent.add(e.message_id for e in fresh)
         for event in events:
             transport.ack(event)
-        self.stats.acknowledged += len(events)
+        stats.acknowledged += len(events)

@@ -18,6 +18,8 @@ class Stats:
     dead_lettered: int = 0
     #: Events acknowledged to the broker.
     acknowledged: int = 0
+    #: Redeliveries of events already delivered, acknowledged without writing them again.
+    duplicates: int = 0
     #: Name of the transport in use, or "" before one connected.
     transport: str = ""
     #: Whether the transport is connected right now.
@@ -39,7 +41,7 @@ class Stats:
         self._last_time, self._last_acked = now, self.acknowledged
         return (
             f"stats: {rate:.0f} events/s, received={self.received} delivered={self.delivered} "
-            f"dead_lettered={self.dead_lettered} acked={self.acknowledged} "
+            f"dead_lettered={self.dead_lettered} acked={self.acknowledged} duplicates={self.duplicates} "
             f"transport={self.transport or '-'} connected={'yes' if self.connected else 'no'} "
             f"uptime={now - self.started:.0f}s"
         )

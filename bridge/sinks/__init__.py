@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 SINKS = {
     "stdout": "bridge.sinks.lines:StdoutSink",
     "jsonl": "bridge.sinks.lines:JsonlSink",
+    "handler": "bridge.sinks.handler:HandlerSink",
 }
 
 __all__ = ["Sink", "SINKS", "create_sink"]

@@ -4,6 +4,12 @@ Features
 ========
 * Individual acknowledgement: ``ack(event)`` acks that one message; whatever is unacked is
   redelivered, to the next connection or after a failover.
+* Always ActiveMQ failover underneath: a broken or silently stalled connection is re-established
+  with exponential backoff while the session and consumer stay usable. ``receive()`` returns
+  ``[]`` while it reconnects; the hooks report each change of state once.
+* Acks across a failover: a message delivered before the connection was interrupted is
+  redelivered by the broker anyway, so its ``ack()`` is skipped (logged at DEBUG); ``ack()``
+  raises ``ConnectionLostError`` only once the connection is gone for good.
 * Text and bytes messages are decoded; object messages are refused, never deserialized; map,
   stream and bare messages become events with ``problem`` set.
 * The connection id is the JMS client id; a second connection with the same id is refused.
@@ -11,20 +17,15 @@ Features
 
 Connection String
 =================
-One URL (``tcp://HOST:61616``, ``ssl://HOST:61617``) is used as given, plus ``connectionTimeout``
-and the wire-format negotiation timeout unless it sets them. Several URLs become::
-
-    failover:(tcp://a:61616,tcp://b:61616)?randomize=false&startupMaxReconnectAttempts=N
-      &maxReconnectAttempts=N&initialReconnectDelay=100&maxReconnectDelay=1000&timeout=MS
-      &nested.connectionTimeout=MS&nested.wireFormat.maxInactivityDurationInitalDelay=MS
-
-where N rounds over the URLs fit in ``connect_timeout``, at start and after a broken connection.
+``failover:(URL,...)?randomize=false&...``, built by :mod:`bridge.transports.openwire_url`
+(which documents every option): TCP and wire-format options from ``connect_timeout`` and
+``openwire.heartbeat_ms``, backoff from ``reconnect``, startup bounded by ``connect_timeout``.
 
 Options
 =======
-``openwire.urls``, ``openwire.prefetch`` (queue prefetch), ``openwire.jars_dir``,
-``openwire.classpath``, ``connect_timeout``, ``credentials`` (empty username: none sent),
-``subscription.connection_id``, ``max_message_bytes``.
+``openwire.urls``, ``openwire.prefetch`` (queue prefetch), ``openwire.heartbeat_ms``,
+``openwire.jars_dir``, ``openwire.classpath``, ``connect_timeout``, ``reconnect.*``,
+``credentials`` (empty username: none sent), ``subscription.connection_id``, ``max_message_bytes``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ import atexit
 import functools
 import logging
 import threading
+import time
 import types
 import weakref
 from typing import TYPE_CHECKING, Any, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from bridge import jvm
 from bridge.config import Destination
@@ -44,6 +45,7 @@ from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError
                            MessageError, TransportError)
 from bridge.event import Event, make_event
 from bridge.transports.base import Hooks, Transport
+from bridge.transports.openwire_url import broker_url, shown
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -52,33 +54,45 @@ log = logging.getLogger(__name__)
 
 INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
 AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
-_TCP_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl")
 _open: "weakref.WeakSet[OpenWireTransport]" = weakref.WeakSet()  # see _close_all
 
 
 class OpenWireTransport(Transport):
-    """A JMS connection to ActiveMQ over OpenWire: one consumer, producers cached per destination."""
+    """A JMS connection to ActiveMQ over OpenWire: one consumer, producers cached per destination.
+
+    How the connection state is followed: two ``TransportListener`` proxies made by
+    ``java.beans.EventHandler`` count failover's interruptions and resumptions in Java
+    ``AtomicInteger``s. Nothing runs in Python on ActiveMQ's threads per message (a Python
+    listener would be called for every command received and halves throughput); the counters are
+    read by ``receive()``, ``ack()`` and ``send()``, which report the changes to the hooks on the
+    caller's thread. The interruption count is the *epoch* of each delivery.
+    """
 
     name = "openwire"
 
     def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
         super().__init__(config, hooks)
         self._connection: Any = None
+        self._failover: Any = None  # org.apache.activemq.transport.failover.FailoverTransport
+        self._interrupts: Any = None  # java.util.concurrent.atomic.AtomicInteger
         self._session: Any = None
         self._send_session: Any = None
         self._consumer: Any = None
         self._destination = ""
         self._producers: dict[Destination, Any] = {}
-        self._unacked: dict[int, Any] = {}  # delivery tag -> javax.jms.Message
+        self._unacked: dict[int, tuple[Any, int]] = {}  # delivery tag -> (javax.jms.Message, epoch)
         self._next_tag = 0
         self._kinds: dict[type, str] = {}  # JPype class of a message -> text, bytes, ...
-        self._lost: str | None = None
-        self._connected = False
+        self._lost: str | None = None  # set (on a Java thread) once the connection is gone for good
+        self._state = threading.Lock()  # guards the three below; never held across a Java call
+        self._epoch = 0  # interruptions seen so far
+        self._reported_up = False  # what the hooks were last told
 
     @property
     def connected(self) -> bool:
-        """Whether the connection is up right now."""
-        return self._connected
+        """Whether the connection is up right now (false while failover reconnects)."""
+        failover = self._failover
+        return failover is not None and self._lost is None and bool(failover.isConnected())
 
     def connect(self, timeout: float) -> None:
         """Connect, authenticate and register the client id within about ``timeout`` seconds.
@@ -95,9 +109,10 @@ class OpenWireTransport(Transport):
             self.close()  # a lost connection is replaced; subscribe() again afterwards
         cfg, ms = self.config, max(1000, int(timeout * 1000))
         jvm.ensure_jvm(jvm.classpath(cfg.openwire.jars_dir, ("client",), cfg.openwire.classpath))
-        java, endpoint = _java(), _endpoint(cfg.openwire.urls)
+        java, endpoint = _java(), shown(cfg.openwire.urls)
         self.hooks.on_connecting(self.name, endpoint)
-        factory = java.Factory(broker_url(cfg.openwire.urls, timeout))
+        factory = java.Factory(broker_url(cfg.openwire.urls, timeout, heartbeat_ms=cfg.openwire.heartbeat_ms,
+                                          reconnect=cfg.reconnect))
         if cfg.credentials.username:
             factory.setUserName(cfg.credentials.username)
             factory.setPassword(cfg.credentials.password)
@@ -106,9 +121,14 @@ class OpenWireTransport(Transport):
         # After a failover the broker redelivers what was not acked; the client's duplicate
         # audit would "poison ack" exactly those messages to the DLQ. Let them through.
         factory.setCheckForDuplicates(False)
+        # Every failover or crash raises the redelivery count of the messages in flight; after 6
+        # the client would send them to the DLQ. We never roll back: redelivery only comes
+        # from reconnecting, so there is no reason to give up on a message.
+        factory.getRedeliveryPolicy().setMaximumRedeliveries(-1)
         factory.setConnectResponseTimeout(ms)
         factory.setCloseTimeout(min(ms, 15000))
         connection, watchdog, timed_out = None, None, threading.Event()
+        interrupts = java.AtomicInteger()
         try:
             connection = factory.createConnection()
             # Failover retries and silent peers can outlast every URL option: the watchdog
@@ -116,10 +136,12 @@ class OpenWireTransport(Transport):
             watchdog = threading.Timer(timeout + 0.5, _wake, (connection, timed_out, timeout))
             watchdog.daemon = True
             watchdog.start()
+            connection.addTransportListener(java.counting("transportInterupted", interrupts))
             connection.setExceptionListener(java.Listener(weakref.ref(self)))
             connection.setClientID(cfg.subscription.connection_id)
             connection.start()
             session = connection.createSession(False, INDIVIDUAL_ACKNOWLEDGE)
+            failover = connection.getTransport().narrow(java.Failover)
         except BaseException as exc:
             if connection is not None and timed_out.is_set():  # closing may wait as long again
                 threading.Thread(target=_close_quietly, args=(connection,), daemon=True).start()
@@ -133,10 +155,12 @@ class OpenWireTransport(Transport):
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        self._connection, self._session, self._lost, self._connected = connection, session, None, True
+        with self._state:
+            self._connection, self._session, self._failover, self._interrupts = connection, session, failover, interrupts
+            self._lost, self._epoch, self._reported_up = None, int(interrupts.get()), False
         _open.add(self)
         log.debug("connected to %s as %s", endpoint, cfg.subscription.connection_id)
-        self.hooks.on_connected(self.name, endpoint)
+        self._sync()
 
     def subscribe(self, destination: Destination) -> None:
         """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
@@ -152,33 +176,61 @@ class OpenWireTransport(Transport):
         self._destination = str(destination)
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
-        """Wait up to ``timeout`` seconds for a first message, then take up to ``max_events`` ready ones."""
+        """Wait up to ``timeout`` seconds for a first message, then take up to ``max_events`` ready ones.
+
+        Returns ``[]`` when nothing arrived in time, also while failover reconnects.
+
+        Raises:
+            ConnectionLostError: The connection is gone for good (failover gave up).
+        """
         self._check()
         if self._consumer is None:
             raise TransportError("receive() before subscribe()")
-        consumer, events = self._consumer, []
+        deadline = time.monotonic() + timeout
+        while not self._sync():  # while interrupted, what is prefetched is stale: wait it out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            time.sleep(min(0.05, left))
+            self._check()
+        consumer, messages = self._consumer, []
         try:
-            message = consumer.receive(max(1, int(timeout * 1000)))
+            message = consumer.receive(max(1, int((deadline - time.monotonic()) * 1000)))
             while message is not None:
-                events.append(self._event(message))
-                if len(events) >= max_events:
+                messages.append(message)
+                if len(messages) >= max_events:
                     break
                 message = consumer.receiveNoWait()
         except _java().JException as exc:
             raise self._runtime_error(f"receive from {self._destination} failed", exc) from exc
-        return events
+        # Read after the messages: a batch that spans an interruption counts as after it, so its
+        # acks are sent (at worst for a stale message, which the broker ignores) rather than
+        # skipped (which would leave a fresh delivery unacknowledged on the new connection).
+        epoch = int(self._interrupts.get())
+        return [self._event(message, epoch) for message in messages]
 
     def ack(self, event: Event) -> None:
         """Acknowledge exactly this event's message.
 
+        A message delivered before the connection was interrupted is not acknowledged (the
+        broker redelivers it; logged at DEBUG), nor is one while failover reconnects.
+
         Raises:
             TransportError: The tag is unknown here (already acked, or another connection's).
-            ConnectionLostError: The connection broke; the broker will redeliver the message.
+            ConnectionLostError: The connection is gone for good; the broker will redeliver.
         """
-        message = self._unacked.pop(event.delivery_tag, None)
-        if message is None:
+        entry = self._unacked.pop(event.delivery_tag, None)
+        if entry is None:
             raise TransportError(f"cannot ack message {event.message_id}: unknown delivery tag "
                                  f"{event.delivery_tag} (already acked, or from another connection)")
+        message, epoch = entry
+        up = self._sync()
+        if self._lost is not None:
+            raise ConnectionLostError(f"ack of {event.message_id} failed: connection to the broker lost: {self._lost}")
+        if epoch != self._epoch or not up:
+            log.debug("not acknowledging %s: delivered before the connection was interrupted; "
+                      "the broker redelivers it", event.message_id)
+            return
         try:
             message.acknowledge()
         except _java().JException as exc:
@@ -187,15 +239,19 @@ class OpenWireTransport(Transport):
     def send(self, destination: Destination, body: bytes, *, persistent: bool = False) -> None:
         """Publish ``body`` as a TextMessage (it must be UTF-8) to ``destination``.
 
+        While failover reconnects this waits up to ``connect_timeout`` for the connection.
+
         Raises:
             MessageError: ``body`` is not UTF-8.
-            TransportError: The broker refused it or the connection broke.
+            ConnectionLostError: The connection is gone, or did not come back in time.
+            TransportError: The broker refused the message.
         """
         self._check()
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MessageError(f"cannot send a body that is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        self._sync()
         java = _java()
         try:
             if self._send_session is None:
@@ -211,31 +267,63 @@ class OpenWireTransport(Transport):
 
     def close(self) -> None:
         """Close the connection (never the JVM, which cannot restart); safe to call twice, never raises."""
-        connection, self._connection = self._connection, None
-        was_connected, self._connected, self._lost = self._connected, False, None
+        with self._state:
+            connection, self._connection = self._connection, None
+            was_up, self._reported_up = self._reported_up, False
+            self._failover = self._interrupts = self._lost = None
         self._session = self._send_session = self._consumer = None
         self._producers.clear()
         self._unacked.clear()
         _open.discard(self)
         if connection is not None:
             _close_quietly(connection)
-            if was_connected:
-                self._notify_disconnected("closed")
+            if was_up:
+                self._notify(False, "closed")
+
+    def _sync(self) -> bool:
+        """Report state changes to the hooks (once each) and return whether the connection is up."""
+        failover, interrupts = self._failover, self._interrupts
+        if failover is None:
+            return False
+        epoch = int(interrupts.get())
+        up = bool(failover.isConnected())
+        where = failover.getConnectedTransportURI() if up else None
+        changes: list[tuple[bool, str]] = []
+        with self._state:
+            if self._failover is not failover:  # closed meanwhile
+                return False
+            if epoch != self._epoch:
+                self._epoch = epoch
+                if self._reported_up:
+                    changes.append((False, "connection interrupted; failover reconnects"))
+                    self._reported_up = False
+            if self._lost is not None:
+                up = False
+                if self._reported_up:
+                    changes.append((False, self._lost))
+                    self._reported_up = False
+            if up and where is not None and not self._reported_up:
+                changes.append((True, shown([str(where)])))
+                self._reported_up = True
+        for change in changes:
+            self._notify(*change)
+        return up and where is not None
 
     def _check(self) -> None:
         if self._lost is not None:
+            self._sync()
             raise ConnectionLostError(f"connection to the broker lost: {self._lost}")
         if self._connection is None:
             raise TransportError("not connected; call connect() first")
 
-    def _event(self, message: Any) -> Event:
+    def _event(self, message: Any, epoch: int) -> Event:
         """Turn one javax.jms.Message into an Event, keeping the message for ack()."""
         kind = self._kinds.get(type(message))
         if kind is None:
             kind = self._kinds[type(message)] = next(
                 (name for name, cls in _java().kinds if isinstance(message, cls)), "Message")
         self._next_tag += 1
-        self._unacked[self._next_tag] = message
+        self._unacked[self._next_tag] = (message, epoch)
         stamp = message.getJMSTimestamp()
         fields: dict[str, Any] = dict(
             message_id=str(message.getJMSMessageID()), destination=self._destination,
@@ -262,19 +350,21 @@ class OpenWireTransport(Transport):
         return make_event(body, self.config.max_message_bytes, **fields)
 
     def _on_exception(self, reason: str, fatal: bool) -> None:
-        """The connection's ExceptionListener, on a Java thread."""
+        """The connection's ExceptionListener, on a Java thread: only records; _sync() reports."""
         if not fatal:
             log.warning("broker reported an error: %s", reason)
         elif self._connection is not None and self._lost is None:
-            self._lost, self._connected = reason, False
+            self._lost = reason
             log.debug("connection to the broker lost: %s", reason)
-            self._notify_disconnected(reason)
 
-    def _notify_disconnected(self, reason: str) -> None:
+    def _notify(self, up: bool, detail: str) -> None:
         try:
-            self.hooks.on_disconnected(self.name, reason)
-        except Exception:  # a hook must not break close() or a Java callback thread
-            log.exception("on_disconnected hook failed")
+            if up:
+                self.hooks.on_connected(self.name, detail)
+            else:
+                self.hooks.on_disconnected(self.name, detail)
+        except Exception:  # a failing hook must not break the transport
+            log.exception("%s hook failed", "on_connected" if up else "on_disconnected")
 
     def _connect_error(self, exc: Any, endpoint: str) -> TransportError:
         java, cause = _java(), self._redact(_describe(exc))
@@ -288,41 +378,12 @@ class OpenWireTransport(Transport):
     def _runtime_error(self, what: str, exc: Any) -> TransportError:
         cause = self._redact(_describe(exc))
         if self._lost is not None or any(isinstance(link, _java().Lost) for link in _causes(exc)):
-            self._connected = False
             return ConnectionLostError(f"{what}: connection lost ({self._lost or cause})")
         return TransportError(f"{what}: {cause}")
 
     def _redact(self, text: str) -> str:
         password = self.config.credentials.password
         return text.replace(password, "***") if password else text
-
-
-def broker_url(urls: Sequence[str], timeout: float) -> str:
-    """The URL given to ActiveMQConnectionFactory for ``urls`` and a connect timeout in seconds."""
-    ms = max(1000, int(timeout * 1000))
-    if len(urls) == 1:
-        parts = urlsplit(urls[0])
-        if parts.scheme not in _TCP_SCHEMES:
-            return urls[0]
-        present = {item.split("=", 1)[0] for item in parts.query.split("&")}
-        extra = [f"{key}={ms}" for key in ("connectionTimeout", "wireFormat.maxInactivityDurationInitalDelay")
-                 if key not in present]
-        return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query, *extra]))))
-    # Round k over all URLs is followed by min(100 * 2**k, 1000) ms; stop at about 80 % of timeout.
-    attempts, elapsed, delay = 1, 0.0, 0.1
-    while elapsed + delay < 0.8 * timeout:
-        elapsed, delay, attempts = elapsed + delay, min(delay * 2, 1.0), attempts + 1
-    return (f"failover:({','.join(urls)})?randomize=false&startupMaxReconnectAttempts={attempts}"
-            f"&maxReconnectAttempts={attempts}&initialReconnectDelay=100&maxReconnectDelay=1000"
-            f"&timeout={ms}&nested.connectionTimeout={max(1000, ms // len(urls))}"
-            f"&nested.wireFormat.maxInactivityDurationInitalDelay={ms}")
-
-
-def _endpoint(urls: Sequence[str]) -> str:
-    """The URLs as shown to people: no user info, no query (it may hold jms.password)."""
-    shown = [urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
-             for parts in map(urlsplit, urls)]
-    return shown[0] if len(shown) == 1 else f"failover:({','.join(shown)})"
 
 
 def _java_destination(session: Any, destination: Destination) -> Any:
@@ -399,10 +460,19 @@ def _java() -> types.SimpleNamespace:
                 lost = any(isinstance(link, java.IOError) for link in _causes(exc))
                 transport._on_exception(transport._redact(_describe(exc)), lost)
 
+    event_handler = JClass("java.beans.EventHandler")
+    transport_listener = JClass("org.apache.activemq.transport.TransportListener")
+
+    def counting(method: str, counter: Any) -> Any:
+        """A TransportListener, all Java, whose ``method`` increments ``counter``; the rest do nothing."""
+        return event_handler.create(transport_listener, counter, "incrementAndGet", None, method)
+
     mode = JClass("javax.jms.DeliveryMode")
     java = types.SimpleNamespace(
-        JException=jpype.JException, Listener=Listener, ByteArray=JArray(JByte),
+        JException=jpype.JException, Listener=Listener, ByteArray=JArray(JByte), counting=counting,
         Factory=JClass("org.apache.activemq.ActiveMQConnectionFactory"),
+        Failover=JClass("org.apache.activemq.transport.failover.FailoverTransport"),
+        AtomicInteger=JClass("java.util.concurrent.atomic.AtomicInteger"),
         Negotiator=JClass("org.apache.activemq.transport.WireFormatNegotiator"),
         PERSISTENT=mode.PERSISTENT, NON_PERSISTENT=mode.NON_PERSISTENT,
         UTF_8=JClass("java.nio.charset.StandardCharsets").UTF_8, IOError=JClass("java.io.IOException"),

@@ -113,12 +113,14 @@ def test_second_process_with_same_connection_id_gets_clear_error(
     broker: Broker, spawn, tmp_path: Path, namespace: str, transport: str
 ) -> None:
     config = write_config(tmp_path / "dup.yaml", broker=broker, transport=transport, namespace=namespace,
-                          connection_id="same-id")
+                          connection_id="same-id", reconnect={"initial_delay": 0.2, "max_attempts": 3})
     first = spawn(config, "--idle-timeout", "60")
     first.wait_for("subscribed to")
     second = spawn(config, "--idle-timeout", "60")
     assert second.wait(60) == 1
-    assert "connection id 'same-id' is already connected" in second.stderr
+    retries = [line for line in second.stderr.splitlines() if "retrying in" in line]
+    assert len(retries) == 1 and "connection id 'same-id' is already connected" in retries[0]
+    assert "gave up after 3 attempts: connection id 'same-id' is already connected" in second.stderr
     assert not any(noise in second.stderr for noise in JAVA_NOISE), second.stderr
     assert first.process.poll() is None, "the first bridge must keep running"
 

@@ -54,23 +54,26 @@ class MemoryTransport(Transport):
 
 
 class MemorySink(Sink):
-    """Keeps written events; ``fail_flush`` makes flush raise."""
+    """Keeps written events; the first ``fail_flush`` flushes raise."""
 
     name = "memory"
 
-    def __init__(self, config=None, log: list | None = None, fail_flush: bool = False) -> None:
+    def __init__(self, config=None, log: list | None = None, fail_flush: int = 0) -> None:
         super().__init__(config)
         self.buffer: list[Event] = []
         self.durable: list[Event] = []
         self.log = log if log is not None else []
         self.fail_flush = fail_flush
+        self.flush_calls = 0
         self.closed = False
 
     def write(self, events: Sequence[Event]) -> None:
         self.buffer.extend(events)
 
     def flush(self) -> None:
-        if self.fail_flush:
+        self.flush_calls += 1
+        if self.flush_calls <= self.fail_flush:
+            self.buffer.clear()
             raise SinkError("disk full")
         for event in self.buffer:
             self.log.append(("durable", event.message_id))

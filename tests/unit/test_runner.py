@@ -1,16 +1,17 @@
-"""The runner's own logic, over an in-memory transport: ack only after durable, bad input set aside."""
+"""The runner's own logic, over an in-memory transport: ack only after durable, retries, dedupe."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 import bridge.connection
 from bridge.config import parse_config
-from bridge.errors import SinkError
+from bridge.errors import AuthenticationError, BridgeError, ClientIdInUseError, ConnectionLostError, TransportError
 from bridge.runner import Runner
 from tests.unit.fakes import MemorySink, MemoryTransport
 
@@ -24,6 +25,7 @@ def make_config(tmp_path: Path, **extra):
         "dead_letter": str(tmp_path / "dead.jsonl"),
         "batch_size": 4,
         "stats_interval": 0,
+        "reconnect": {"initial_delay": 0.01, "max_delay": 0.02},
         **extra,
     }
     return parse_config(doc, env={})
@@ -31,12 +33,22 @@ def make_config(tmp_path: Path, **extra):
 
 @pytest.fixture
 def wire(monkeypatch):
-    """Make open_transport hand out a MemoryTransport with the given bodies."""
-    made = {}
+    """Make open_transport hand out MemoryTransports; ``connect_errors`` are raised first, in order."""
+    made: dict = {"all": []}
 
-    def install(bodies, log=None):
+    def install(bodies, log=None, connect_errors=(), transport_class=MemoryTransport):
+        errors = list(connect_errors)
+
         def fake_create(name, config, hooks=None):
-            made["t"] = MemoryTransport(config, hooks, bodies, log)
+            if errors:
+                error = errors.pop(0)
+
+                class Failing(MemoryTransport):
+                    def connect(self, timeout):
+                        raise error
+                return Failing(config, hooks)
+            made["t"] = transport_class(config, hooks, bodies, log)
+            made["all"].append(made["t"])
             return made["t"]
         monkeypatch.setattr(bridge.connection, "create_transport", fake_create)
         return made
@@ -57,11 +69,23 @@ def test_every_ack_follows_the_flush_that_made_it_durable(tmp_path, wire) -> Non
     assert made["t"].closed and sink.closed
 
 
-def test_flush_failure_acknowledges_nothing_and_raises(tmp_path, wire) -> None:
+def test_failing_sink_is_retried_and_nothing_is_acked_meanwhile(tmp_path, wire) -> None:
+    log: list = []
+    made = wire(GOOD[:4], log)
+    sink = MemorySink(log=log, fail_flush=3)
+    stats = Runner(make_config(tmp_path), sink=sink, max_events=4).run()
+    assert sink.flush_calls == 4
+    assert [e for e in log if e[0] == "ack"] == [("ack", f"m{i}") for i in range(1, 5)]
+    assert log.index(("durable", "m4")) < log.index(("ack", "m1"))
+    assert stats.delivered == 4
+
+
+def test_stop_during_sink_failure_acknowledges_nothing(tmp_path, wire) -> None:
     made = wire(GOOD)
-    with pytest.raises(SinkError, match="disk full"):
-        Runner(make_config(tmp_path), sink=MemorySink(fail_flush=True), max_events=10).run()
-    assert made["t"].acked == []
+    runner = Runner(make_config(tmp_path), sink=MemorySink(fail_flush=10**9))
+    threading.Timer(0.3, runner.stop).start()
+    stats = runner.run()
+    assert made["t"].acked == [] and stats.acknowledged == 0
     assert made["t"].closed
 
 
@@ -78,12 +102,67 @@ def test_bad_events_go_to_dead_letter_before_their_ack(tmp_path, wire) -> None:
     assert (stats.delivered, stats.dead_lettered) == (2, 4)
 
 
-def test_without_dead_letter_file_bad_events_stay_unacknowledged(tmp_path, wire) -> None:
+def test_without_dead_letter_file_bad_events_stop_the_run_unacknowledged(tmp_path, wire) -> None:
     made = wire([GOOD[0], b"oops"])
     config = dataclasses.replace(make_config(tmp_path), dead_letter=None)
-    with pytest.raises(SinkError, match="no dead_letter file is configured"):
+    with pytest.raises(BridgeError, match="no dead_letter file is configured"):
         Runner(config, sink=MemorySink(), max_events=2).run()
     assert made["t"].acked == []
+
+
+def test_redelivered_ids_are_acked_but_not_written_twice(tmp_path, wire) -> None:
+    class Redelivering(MemoryTransport):
+        def receive(self, max_events, timeout):
+            events = super().receive(max_events, timeout)
+            return [dataclasses.replace(e, message_id="same" if e.message_id in ("m1", "m3") else e.message_id)
+                    for e in events]
+
+    made = wire(GOOD[:4], transport_class=Redelivering)
+    sink = MemorySink()
+    stats = Runner(make_config(tmp_path, batch_size=1), sink=sink, max_events=3).run()
+    assert [e.message_id for e in sink.durable] == ["same", "m2", "m4"]
+    assert stats.duplicates == 1 and len(made["t"].acked) == 4
+
+
+def test_lost_connection_reconnects_and_continues(tmp_path, wire) -> None:
+    class Dropping(MemoryTransport):
+        dropped = False
+
+        def receive(self, max_events, timeout):
+            if not Dropping.dropped and len(self.pending) < 8:
+                Dropping.dropped = True
+                raise ConnectionLostError("broker went away")
+            return super().receive(max_events, timeout)
+
+    made = wire(GOOD, transport_class=Dropping)
+    sink = MemorySink()
+    stats = Runner(make_config(tmp_path), sink=sink, idle_timeout=0.3).run()
+    assert len(made["all"]) == 2 and all(t.closed for t in made["all"])
+    # The second connection serves the whole list again (ids m1..m10): the 4 delivered before
+    # the drop are recognised and only acknowledged.
+    assert [e.message_id for e in sink.durable] == [f"m{i}" for i in range(1, 11)]
+    assert stats.duplicates == 4
+
+
+def test_connection_id_in_use_is_retried_until_free(tmp_path, wire, caplog) -> None:
+    made = wire(GOOD[:2], connect_errors=[ClientIdInUseError("c")] * 3)
+    stats = Runner(make_config(tmp_path), sink=MemorySink(), max_events=2).run()
+    assert stats.delivered == 2 and len(made["all"]) == 1
+    lines = [r.getMessage() for r in caplog.records if "already connected" in r.getMessage()]
+    assert len(lines) == 1 and "connection id 'c'" in lines[0]
+
+
+def test_reconnect_gives_up_after_max_attempts(tmp_path, wire) -> None:
+    wire(GOOD, connect_errors=[ClientIdInUseError("c")] * 5)
+    config = make_config(tmp_path, reconnect={"initial_delay": 0.01, "max_delay": 0.01, "max_attempts": 2})
+    with pytest.raises(TransportError, match="gave up after 2 attempts: connection id 'c'"):
+        Runner(config, sink=MemorySink()).run()
+
+
+def test_refused_credentials_are_not_retried(tmp_path, wire) -> None:
+    wire(GOOD, connect_errors=[AuthenticationError("refused")])
+    with pytest.raises(AuthenticationError):
+        Runner(make_config(tmp_path), sink=MemorySink()).run()
 
 
 def test_max_events_never_takes_more_than_asked(tmp_path, wire) -> None:

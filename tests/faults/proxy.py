@@ -1,0 +1,141 @@
+"""A loopback TCP proxy that can stall: stop forwarding bytes without closing anything.
+
+``pause()`` makes both directions of every connection (and of connections accepted during the
+pause) stop moving bytes: nothing is read, so the peers' socket buffers fill and TCP holds them
+back, as on a network path that went silent. No FIN or RST is sent. ``resume()`` lets the held
+bytes through; ``close()`` closes every socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+POLL = 0.1
+
+
+class TcpProxy:
+    """Forward ``127.0.0.1:port`` to ``upstream``; threads in this process do the copying.
+
+    Args:
+        upstream: ``(host, port)`` to connect to for each accepted connection.
+        port: The port to listen on; 0 picks a free one (see :attr:`port`).
+    """
+
+    def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener.settimeout(POLL)
+        self.port: int = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self.accepted = 0
+        self._spawn(self._accept_loop, "proxy-accept")
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, the address clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def paused(self) -> bool:
+        """Whether forwarding is stopped right now."""
+        return not self._flowing.is_set()
+
+    def pause(self) -> None:
+        """Stop forwarding in both directions; every socket stays open."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again, starting with the bytes held during the pause."""
+        self._flowing.set()
+
+    def close(self) -> None:
+        """Close the listener and every connection; safe to call twice."""
+        self._closed.set()
+        self._flowing.set()
+        self._listener.close()
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            _close(sock)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(2)
+
+    def __enter__(self) -> "TcpProxy":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError as exc:
+                log.debug("proxy: upstream %s unreachable: %s", self.upstream, exc)
+                _close(client)
+                continue
+            self.accepted += 1
+            with self._lock:
+                if self._closed.is_set():
+                    _close(client)
+                    _close(server)
+                    return
+                self._sockets.update((client, server))
+            for src, dst, name in ((client, server, "up"), (server, client, "down")):
+                self._spawn(self._pump, f"proxy-{name}", src, dst)
+
+    def _wait_flowing(self) -> bool:
+        while not self._flowing.wait(POLL):
+            if self._closed.is_set():
+                return False
+        return not self._closed.is_set()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while self._wait_flowing():
+                ready, _, _ = select.select([src], [], [], POLL)
+                if not ready or not self._flowing.is_set():
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not self._wait_flowing():  # paused after the read: hold these bytes too
+                    break
+                dst.sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._sockets.difference_update((src, dst))
+            _close(src)
+            _close(dst)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass

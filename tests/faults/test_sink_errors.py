@@ -1,0 +1,61 @@
+"""Fault 4: the sink raises for a while, then recovers.
+
+The sink is the ``flaky`` handler (:mod:`tests.faults.handlers`): it raises ``RuntimeError``
+while a flag file exists. A publisher sends 3,000 persistent events at 600/s; once the sink has
+800 lines the flag is created for 5 s. The bridge must stay up, write nothing meanwhile (the
+handler refuses every batch, and nothing of a refused batch may be acknowledged), and retry the
+same batch until the handler accepts it.
+
+Counts: nothing lost, nothing unexpected; duplicates reported.
+Recovery: seconds from removing the flag to the sink's next line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TRANSPORTS
+from tests.faults.checker import count_lines, record, tally
+from tests.faults.harness import (FaultBroker, Processes, bridge_config, explain, finish, time_to_growth,
+                                  wait_drained, wait_until)
+
+pytestmark = pytest.mark.faults
+COUNT, RATE, FAIL_AT, FAIL_SECONDS = 3000, 600, 800, 5.0
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, tmp_path: Path,
+                                   transport: str) -> None:
+    sink, fail = tmp_path / "handler-sink.jsonl", Path(procs.env["AMQ_BRIDGE_TEST_FAIL"])
+    config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport,
+                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky"})
+    dead = tmp_path / "bridge.dead.jsonl"
+    bridge = procs.bridge(config)
+    assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
+    publisher = procs.publisher(fault_broker.config, COUNT, rate=RATE)
+    reached = wait_until(lambda: count_lines(sink) >= FAIL_AT, 30, alive=bridge)
+    assert reached, explain(f"sink stuck at {count_lines(sink)} lines before the failure", bridge)
+    offset = len(bridge.stderr)
+    fail.touch()
+    time.sleep(FAIL_SECONDS)
+    during = count_lines(sink)
+    alive_during = bridge.process.poll() is None
+    fail.unlink()
+    recovery = time_to_growth(sink, during, 60, alive=bridge)
+    finish(publisher)
+    drained = wait_drained(range(COUNT), [sink], [dead], timeout=60, alive=bridge)
+    time.sleep(1.0)  # late redeliveries, to count them
+    failures = bridge.stderr[offset:].count("RuntimeError")
+    bridge.terminate()
+    result = tally(range(COUNT), [sink], [dead])
+    record("sink errors 5 s", transport, result, recovery, handler_errors_logged=failures)
+    message = explain(result, bridge, note=f"alive during failure={alive_during} recovery={recovery} "
+                                           f"drained={drained} RuntimeError lines logged={failures}")
+    assert alive_during, "the bridge exited while the sink failed\n" + message
+    assert recovery is not None, message
+    assert result.lost == 0, message
+    assert result.unexpected == 0, message

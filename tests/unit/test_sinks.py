@@ -1,0 +1,69 @@
+"""The line sinks and the handler sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.config import SinkConfig
+from bridge.errors import ConfigError, SinkError
+from bridge.event import make_event
+from bridge.sinks import create_sink
+
+EVENTS = [make_event(json.dumps({"md5": f"{i:032x}"}).encode(), 1000, message_id=f"m{i}",
+                     destination="queue:q", transport="stomp") for i in range(3)]
+received: list = []
+
+
+def collect(events) -> None:
+    received.append([e.message_id for e in events])
+
+
+def explode(events) -> None:
+    raise ValueError("database is down")
+
+
+def test_jsonl_appends_one_object_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "events.jsonl"
+    for _ in range(2):
+        with create_sink(SinkConfig("jsonl", path, fsync=True)) as sink:
+            sink.write(EVENTS)
+            sink.flush()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["message_id"] for line in lines] == ["m0", "m1", "m2"] * 2
+    assert lines[0]["data"] == {"md5": "0" * 32} and lines[0]["destination"] == "queue:q"
+
+
+def test_jsonl_that_cannot_open_says_where(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SinkError, match="jsonl sink cannot open .*file/events.jsonl"):
+        create_sink(SinkConfig("jsonl", tmp_path / "file" / "events.jsonl")).open()
+
+
+def test_handler_gets_each_batch_once_per_flush() -> None:
+    received.clear()
+    with create_sink(SinkConfig("handler", handler=f"{__name__}:collect")) as sink:
+        sink.write(EVENTS[:2])
+        sink.write(EVENTS[2:])
+        sink.flush()
+        sink.flush()
+    assert received == [["m0", "m1", "m2"]]
+
+
+def test_handler_exception_becomes_sink_error_and_the_batch_is_not_kept() -> None:
+    sink = create_sink(SinkConfig("handler", handler=f"{__name__}:explode"))
+    sink.open()
+    sink.write(EVENTS)
+    with pytest.raises(SinkError, match="raised ValueError: database is down"):
+        sink.flush()
+    assert sink.pending == []  # the runner writes the batch again when it retries
+
+
+@pytest.mark.parametrize("spec,words", [("no_such_module_x:f", "No module named"), (f"{__name__}:nothing", "has no attribute"),
+                                         (f"{__name__}:EVENTS", "is not callable")])
+def test_handler_that_cannot_load_is_a_config_error(spec: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as info:
+        create_sink(SinkConfig("handler", handler=spec)).open()
+    assert info.value.key == "sink.handler"
