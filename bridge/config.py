@@ -12,10 +12,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 import yaml
 
+from bridge.configsection import Section
 from bridge.errors import ConfigError
 
 TRANSPORTS = ("openwire", "stomp")
@@ -23,8 +24,6 @@ PROFILES = ("atdata", "generic")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / "jars"
 
-_ENV_REF = re.compile(r"\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 _URL = re.compile(r"[a-z][a-z0-9+]*://[^\s/:]+:\d+([/?].*)?\Z")
 _HOST_PORT = re.compile(r"(?P<host>[^\s:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d+)\Z")
@@ -185,7 +184,7 @@ def parse_config(
     env: Mapping[str, str] | None = None,
 ) -> BridgeConfig:
     """Validate an already-loaded mapping (YAML document or dict) into a :class:`BridgeConfig`."""
-    top = _Section(raw if raw is not None else {}, source, "", base_dir or Path.cwd(),
+    top = Section(raw if raw is not None else {}, source, "", base_dir or Path.cwd(),
                    os.environ if env is None else env)
     profile = top.choice("profile", PROFILES, "atdata")
     transport = top.choice("transport", TRANSPORTS, "openwire")
@@ -213,7 +212,7 @@ def parse_config(
     return config
 
 
-def _credentials(sec: "_Section", profile: str) -> Credentials:
+def _credentials(sec: Section, profile: str) -> Credentials:
     username = sec.string("username", "")
     password = sec.string("password", "", secret=True)
     sec.done()
@@ -225,7 +224,7 @@ def _credentials(sec: "_Section", profile: str) -> Credentials:
     return Credentials(username, password)
 
 
-def _subscription(sec: "_Section", profile: str) -> Subscription:
+def _subscription(sec: Section, profile: str) -> Subscription:
     namespace = sec.string("namespace", "")
     destination_id = sec.string("destination_id", "")
     destination = sec.string("destination", "")
@@ -257,7 +256,7 @@ def _subscription(sec: "_Section", profile: str) -> Subscription:
     return Subscription(queue, connection_id, namespace, destination_id)
 
 
-def _openwire(sec: "_Section") -> OpenWireConfig:
+def _openwire(sec: Section) -> OpenWireConfig:
     def url(value: Any, key: str) -> str:
         text = sec.check_string(value, key)
         if not _URL.match(text):
@@ -278,7 +277,7 @@ def _openwire(sec: "_Section") -> OpenWireConfig:
     return config
 
 
-def _reconnect(sec: "_Section") -> ReconnectConfig:
+def _reconnect(sec: Section) -> ReconnectConfig:
     config = ReconnectConfig(
         initial_delay=sec.number("initial_delay", 0.5, minimum=0.01),
         max_delay=sec.number("max_delay", 30.0, minimum=0.01),
@@ -290,7 +289,7 @@ def _reconnect(sec: "_Section") -> ReconnectConfig:
     return config
 
 
-def _stomp(sec: "_Section") -> StompConfig:
+def _stomp(sec: Section) -> StompConfig:
     def host_port(value: Any, key: str) -> tuple[str, int]:
         text = sec.check_string(value, key)
         match = _HOST_PORT.match(text)
@@ -310,7 +309,7 @@ def _stomp(sec: "_Section") -> StompConfig:
     return config
 
 
-def _sink(sec: "_Section") -> SinkConfig:
+def _sink(sec: Section) -> SinkConfig:
     kind = sec.choice("type", ("stdout", "jsonl", "handler"), "stdout")
     path = sec.path("path", None)
     fsync = sec.boolean("fsync", False)
@@ -321,103 +320,3 @@ def _sink(sec: "_Section") -> SinkConfig:
     if kind == "handler" and not (handler and re.fullmatch(r"[\w.]+:[\w.]+", handler)):
         sec.fail("handler", "is required for the handler sink, as package.module:function")
     return SinkConfig(kind, path, fsync, handler)
-
-
-class _Section:
-    """One mapping of the document; reads typed values and remembers which keys were used."""
-
-    def __init__(self, raw: Any, source: str, prefix: str, base_dir: Path, env: Mapping[str, str]):
-        self.source, self.prefix, self.base_dir, self.env = source, prefix, base_dir, env
-        if not isinstance(raw, dict):
-            raise ConfigError(f"must be a mapping, not {_kind(raw)}", source=source, key=prefix.rstrip(".") or "")
-        self.raw: dict[str, Any] = raw
-        self.used: set[str] = set()
-
-    def fail(self, key: str, message: str) -> None:
-        """Raise a ConfigError for ``key`` of this section."""
-        raise ConfigError(message, source=self.source, key=self.prefix + key)
-
-    def get(self, key: str) -> Any:
-        self.used.add(key)
-        return self.raw.get(key)
-
-    def done(self) -> None:
-        """Fail on the first key nobody asked for."""
-        for key in self.raw:
-            if key not in self.used:
-                self.fail(str(key), "unknown key")
-
-    def section(self, key: str) -> "_Section":
-        value = self.get(key)
-        return _Section({} if value is None else value, self.source, f"{self.prefix}{key}.", self.base_dir, self.env)
-
-    def check_string(self, value: Any, key: str, secret: bool = False) -> str:
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            self.fail(key, f"must be a string, not {_kind(value)}")
-        return self._interpolate(str(value), key, secret)
-
-    def string(self, key: str, default: str, secret: bool = False) -> str:
-        value = self.get(key)
-        return default if value is None else self.check_string(value, key, secret)
-
-    def check_choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
-        text = self.check_string(value, key)
-        if text not in choices:
-            self.fail(key, f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(key)
-        return default if value is None else self.check_choice(value, key, choices)
-
-    def number(self, key: str, default: float, *, minimum: float, integer: bool = False) -> float:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            self.fail(key, f"must be {'a whole number' if integer else 'a number'}, not {_kind(value)}")
-        if value < minimum:
-            self.fail(key, f"must be at least {minimum:g}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, not {_kind(value)}")
-        return value
-
-    def list(self, key: str, item: Callable[[Any, str], Any], default: list[Any] | None = None) -> Iterator[Any]:
-        value = self.get(key)
-        if value is None:
-            value = default or []
-        elif isinstance(value, str):
-            value = [value]
-        elif not isinstance(value, list):
-            self.fail(key, f"must be a list, not {_kind(value)}")
-        return [item(v, f"{key}[{i}]") for i, v in enumerate(value)]
-
-    def resolve(self, text: str) -> Path:
-        path = Path(text).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
-
-    def path(self, key: str, default: Path | None) -> Path | None:
-        value = self.get(key)
-        return default if value is None else self.resolve(self.check_string(value, key))
-
-    def _interpolate(self, text: str, key: str, secret: bool) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if not _ENV_NAME.match(name):
-                self.fail(key, f"${{{name}}} is not a valid environment variable reference")
-            if name not in self.env:
-                self.fail(key, f"environment variable {name} is not set")
-            return self.env[name]
-
-        return _ENV_REF.sub(substitute, text)
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
