@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,27 @@ def test_wrong_credentials_are_refused_clearly_without_leaking(
     assert "refused" in bridge.stderr.lower() or "authentication" in bridge.stderr.lower(), bridge.stderr
     assert wrong not in bridge.stderr and PASSWORD not in bridge.stderr
     assert not any(noise in bridge.stderr for noise in JAVA_NOISE), bridge.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sigterm_mid_stream_exits_0_and_loses_nothing(
+    broker: Broker, spawn, tmp_path: Path, namespace: str, transport: str
+) -> None:
+    count = 3000
+    sink = tmp_path / "sink.jsonl"
+    config = write_config(tmp_path / "term.yaml", broker=broker, transport=transport, namespace=namespace,
+                          sink=sink, batch_size=10, shutdown_timeout=20)
+    first = spawn(config, "--idle-timeout", "60")
+    first.wait_for("subscribed to")
+    publish(config, count)
+    deadline = time.monotonic() + 30
+    while len(read_jsonl(sink)) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait(20) == 0, first.stderr
+    assert "SIGTERM received" in first.stderr
+    second = spawn(config, "--idle-timeout", "3")
+    assert second.wait(120) == 0, second.stderr
+    seen = [e["data"]["md5"] for e in read_jsonl(sink)]
+    assert sorted(set(seen)) == sorted(e["md5"] for e in expected(count))
+    assert len(seen) - len(set(seen)) <= 10 * 2, "more duplicates than one batch in flight"
