@@ -8,6 +8,7 @@ Relative paths are resolved against the directory of the configuration file.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ TRANSPORTS = ("openwire", "stomp")
 PROFILES = ("atdata", "generic")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / "jars"
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 _URL = re.compile(r"[a-z][a-z0-9+]*://[^\s/:]+:\d+([/?].*)?\Z")
@@ -149,6 +152,8 @@ class BridgeConfig:
     shutdown_timeout: float = 30.0
     stats_interval: float = 5.0
     source: str = "<config>"
+    #: Keys whose secret is written in the file itself rather than referenced.
+    inline_secrets: tuple[str, ...] = ()
 
     @property
     def transport_order(self) -> tuple[str, ...]:
@@ -173,7 +178,20 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"not valid YAML{where}", source=source) from exc
-    return parse_config(raw, source=source, base_dir=Path(path).resolve().parent, env=env)
+    config = parse_config(raw, source=source, base_dir=Path(path).resolve().parent, env=env)
+    _warn_inline_secrets(Path(path), config)
+    return config
+
+
+def _warn_inline_secrets(path: Path, config: BridgeConfig) -> None:
+    """Warn when a password is written in a file that other users can read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o044 and config.inline_secrets:
+        log.warning("%s: %s written inline in a file other users can read (mode %03o); use ${ENV_VAR} or "
+                    "${file:/path}, or chmod 600 it", path, ", ".join(config.inline_secrets), mode & 0o777)
 
 
 def parse_config(
@@ -189,12 +207,13 @@ def parse_config(
     profile = top.choice("profile", PROFILES, "atdata")
     transport = top.choice("transport", TRANSPORTS, "openwire")
     fallback = tuple(top.list("fallback", lambda v, k: top.check_choice(v, k, TRANSPORTS)))
+    credentials = top.section("credentials")
     config = BridgeConfig(
         transport=transport,
         fallback=fallback,
         profile=profile,
         connect_timeout=top.number("connect_timeout", 10.0, minimum=0.1),
-        credentials=_credentials(top.section("credentials"), profile),
+        credentials=_credentials(credentials, profile),
         subscription=_subscription(top.section("subscription"), profile),
         openwire=_openwire(top.section("openwire")),
         stomp=_stomp(top.section("stomp")),
@@ -207,6 +226,7 @@ def parse_config(
         shutdown_timeout=top.number("shutdown_timeout", 30.0, minimum=0.1),
         stats_interval=top.number("stats_interval", 5.0, minimum=0),
         source=source,
+        inline_secrets=tuple(credentials.inline_secrets),
     )
     top.done()
     return config

@@ -1,7 +1,7 @@
 """Reading one mapping of a configuration document into typed values.
 
 :class:`Section` remembers which keys were asked for, so unknown keys are reported, resolves
-``${ENV_VAR}`` references in strings, and names the file and the dotted key in every error.
+``${ENV_VAR}`` and ``${file:/path}`` references in strings, and names the file and the dotted key in every error.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class Section:
             raise ConfigError(f"must be a mapping, not {_kind(raw)}", source=source, key=prefix.rstrip(".") or "")
         self.raw: dict[str, Any] = raw
         self.used: set[str] = set()
+        #: Keys of secrets written in the file itself rather than referenced.
+        self.inline_secrets: list[str] = []
 
     def fail(self, key: str, message: str) -> None:
         """Raise a ConfigError for ``key`` of this section."""
@@ -100,8 +102,13 @@ class Section:
         return default if value is None else self.resolve(self.check_string(value, key))
 
     def _interpolate(self, text: str, key: str, secret: bool) -> str:
+        if secret and text and not _ENV_REF.search(text):
+            self.inline_secrets.append(self.prefix + key)
+
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name.startswith("file:"):
+                return self._read_secret_file(name[5:], key)
             if not _ENV_NAME.match(name):
                 self.fail(key, f"${{{name}}} is not a valid environment variable reference")
             if name not in self.env:
@@ -109,6 +116,15 @@ class Section:
             return self.env[name]
 
         return _ENV_REF.sub(substitute, text)
+
+    def _read_secret_file(self, name: str, key: str) -> str:
+        path = self.resolve(name)
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            self.fail(key, f"cannot read {path} ({reason})")
+            raise  # unreachable: fail raises
 
 
 def _kind(value: Any) -> str:

@@ -161,3 +161,41 @@ def test_integer_ids_in_yaml_are_taken_as_text() -> None:
     doc = base()
     doc["subscription"]["destination_id"] = 42
     assert parse_config(doc, env=ENV).subscription.destination.name == "42.RTO.acme"
+
+
+def test_secret_from_a_file_reference(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(GOOD_PASSWORD + "\n")
+    doc = base()
+    doc["credentials"]["password"] = "${file:password}"
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(doc))
+    assert load_config(config_path, env=ENV).credentials.password == GOOD_PASSWORD
+
+
+def test_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
+    doc = base()
+    doc["credentials"]["password"] = "${file:/nonexistent/secret}"
+    with pytest.raises(ConfigError, match=r"credentials.password: cannot read /nonexistent/secret \(No such file"):
+        parse_config(doc, env=ENV)
+
+
+@pytest.mark.parametrize("mode,warned", [(0o644, True), (0o600, False)])
+def test_inline_password_in_a_readable_file_is_warned_about(tmp_path: Path, caplog, mode: int, warned: bool) -> None:
+    doc = base()
+    doc["credentials"]["password"] = GOOD_PASSWORD
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(doc))
+    config_path.chmod(mode)
+    load_config(config_path, env=ENV)
+    lines = [r.getMessage() for r in caplog.records if "inline" in r.getMessage()]
+    assert bool(lines) == warned
+    assert all("credentials.password" in line and GOOD_PASSWORD not in line for line in lines)
+
+
+def test_referenced_password_is_not_warned_about(tmp_path: Path, caplog) -> None:
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(base()))
+    config_path.chmod(0o644)
+    load_config(config_path, env=ENV)
+    assert not [r for r in caplog.records if "inline" in r.getMessage()]
