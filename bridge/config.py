@@ -127,6 +127,8 @@ class SinkConfig:
     fsync: bool = False
     #: ``package.module:function`` called with each batch of events (``handler`` sink).
     handler: str | None = None
+    #: Table of the ``sqlite`` sink.
+    table: str = "events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,13 +332,16 @@ def _stomp(sec: Section) -> StompConfig:
 
 
 def _sink(sec: Section) -> SinkConfig:
-    kind = sec.choice("type", ("stdout", "jsonl", "handler"), "stdout")
+    kind = sec.choice("type", ("stdout", "jsonl", "sqlite", "handler"), "stdout")
     path = sec.path("path", None)
     fsync = sec.boolean("fsync", False)
     handler = sec.string("handler", "") or None
+    table = sec.string("table", "events")
     sec.done()
-    if kind == "jsonl" and path is None:
-        sec.fail("path", "is required for the jsonl sink")
+    if kind in ("jsonl", "sqlite") and path is None:
+        sec.fail("path", f"is required for the {kind} sink")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+        sec.fail("table", "must be a plain SQL name (letters, digits, _)")
     if kind == "handler" and not (handler and re.fullmatch(r"[\w.]+:[\w.]+", handler)):
         sec.fail("handler", "is required for the handler sink, as package.module:function")
-    return SinkConfig(kind, path, fsync, handler)
+    return SinkConfig(kind, path, fsync, handler, table)

@@ -15,6 +15,7 @@ SINKS = {
     "stdout": "bridge.sinks.lines:StdoutSink",
     "jsonl": "bridge.sinks.lines:JsonlSink",
     "handler": "bridge.sinks.handler:HandlerSink",
+    "sqlite": "bridge.sinks.sqlite:SqliteSink",
 }
 
 __all__ = ["Sink", "SINKS", "create_sink"]

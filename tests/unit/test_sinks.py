@@ -67,3 +67,38 @@ def test_handler_that_cannot_load_is_a_config_error(spec: str, words: str) -> No
     with pytest.raises(ConfigError, match=words) as info:
         create_sink(SinkConfig("handler", handler=spec)).open()
     assert info.value.key == "sink.handler"
+
+
+def test_sqlite_stores_each_message_id_once_with_its_fields(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "db" / "events.db"
+    for _ in range(2):  # the same batch again, as after a redelivery
+        with create_sink(SinkConfig("sqlite", path)) as sink:
+            sink.write(EVENTS)
+            sink.flush()
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT message_id, md5, label, payload, destination FROM events ORDER BY message_id").fetchall()
+    assert [r[0] for r in rows] == ["m0", "m1", "m2"]
+    assert rows[1][1] == f"{1:032x}" and rows[1][2] is None
+    assert json.loads(rows[1][3]) == {"md5": f"{1:032x}"} and rows[1][4] == "queue:q"
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_failure_is_a_sink_error_and_keeps_nothing_half_written(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "events.db"
+    sink = create_sink(SinkConfig("sqlite", path))
+    sink.open()
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    sink.db.execute("PRAGMA busy_timeout=50")
+    sink.write(EVENTS)
+    with pytest.raises(SinkError, match="sqlite sink cannot write .*locked"):
+        sink.flush()
+    locker.execute("ROLLBACK")
+    sink.write(EVENTS)  # the runner's retry
+    sink.flush()
+    assert sink.db.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+    sink.close()
