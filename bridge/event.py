@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from bridge.errors import MessageError
+from bridge.errors import BridgeError, MessageError
 
 _EMPTY: Mapping[str, str] = {}
 
@@ -26,6 +26,7 @@ class Event:
         headers: Message headers and properties, as strings.
         problem: Why the body could not be decoded; such an event goes to the dead-letter sink.
         delivery_tag: The transport's handle for acknowledging this delivery; opaque elsewhere.
+        acker: Set on events handed out by :func:`bridge.open`, where :meth:`ack` calls it.
     """
 
     body: bytes
@@ -38,6 +39,17 @@ class Event:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     problem: str | None = None
     delivery_tag: int = field(default=0, compare=False, repr=False)
+    acker: Callable[["Event"], None] | None = field(default=None, compare=False, repr=False)
+
+    def ack(self) -> None:
+        """Confirm this event was handled (events from :func:`bridge.open` only).
+
+        Raises:
+            BridgeError: The event did not come from a stream.
+        """
+        if self.acker is None:
+            raise BridgeError("this event is acknowledged by the runner, not by ack()")
+        self.acker(self)
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON object sinks write (one line of JSON lines)."""

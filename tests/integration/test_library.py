@@ -1,0 +1,42 @@
+"""The library API (bridge.open / bridge.run) in a host process that started its own JVM first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.publish import sample_event
+from tests.conftest import ROOT, Broker, child_env, publish, write_config
+
+pytestmark = pytest.mark.broker
+N = 200
+
+
+@pytest.mark.parametrize("mode,transport", [("open", "openwire"), ("run", "openwire"), ("open", "stomp")])
+def test_library_in_a_process_with_its_own_jvm(broker: Broker, tmp_path: Path, namespace: str, mode: str,
+                                               transport: str) -> None:
+    config = write_config(tmp_path / "lib.yaml", broker=broker, transport=transport, namespace=namespace)
+    err = tmp_path / "child.stderr"
+    with open(err, "wb") as stderr:
+        child = subprocess.Popen([sys.executable, str(ROOT / "tests/integration/library_child.py"), str(config),
+                                  mode, str(N)], stdout=subprocess.PIPE, stderr=stderr, env=child_env(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
+            assert child.poll() is None, err.read_text()
+            time.sleep(0.05)
+        publish(config, N)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err.read_text()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["seen"] == [sample_event(i) for i in range(N)]
+    assert result["same_jvm"] and result["jvm_running"]
