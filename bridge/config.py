@@ -90,7 +90,7 @@ class OpenWireConfig:
     classpath: tuple[Path, ...] = ()
     prefetch: int = 1000
     #: Inactivity monitoring (wireFormat.maxInactivityDuration) in ms; a silent connection is
-    #: replaced within about twice this. 0 turns it off.
+    #: replaced within two to three times this. 0 turns it off.
     heartbeat_ms: int = 10000
 
 

@@ -112,6 +112,12 @@ def ensure_jvm(cp: Sequence[str], groups: Iterable[str] = ("client",)) -> bool:
                            convertStrings=False, interrupt=False)
         except Exception as exc:
             raise TransportUnavailableError(f"the JVM failed to start ({exc})") from exc
+        if threading.current_thread() is not threading.main_thread():
+            # At exit JPype destroys the JVM, which waits for every non-daemon Java thread. The
+            # thread that started the JVM stays one even after it ended, unlike the threads JPype
+            # attaches on their own: the process would never exit. Detached now, this thread is
+            # attached again like any other at its next call into Java.
+            jpype.java.lang.Thread.detach()
         _quiet_java_logging()
         _check_classes(groups)
         log.debug("JVM started with %d classpath entries", len(cp))
@@ -156,6 +162,8 @@ def _quiet_java_logging() -> None:
                 thrown = record.getThrown()
                 if thrown is not None:
                     text += f" ({thrown.getClass().getSimpleName()}: {' '.join(str(thrown.getMessage() or '').split())})"
+                if source == "FailoverTransport" and "not attempting to automatically reconnect" in text:
+                    level = logging.DEBUG  # the broker's end of a connection we are closing ourselves
                 java_log.log(level, "%s: %s", source, text)
             except Exception:  # never let a log record break the Java thread that wrote it
                 pass

@@ -122,6 +122,7 @@ class Runner:
                     transport.subscribe(destination)
                     log.info("subscribed to %s as connection id %r via %s", destination,
                              self.config.subscription.connection_id, transport.name)
+                    self._last_event = time.monotonic()  # idle time counts from the subscription
                     self._loop(transport)
                     break
                 except FATAL:

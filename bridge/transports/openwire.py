@@ -7,13 +7,16 @@ Features
 * Always ActiveMQ failover underneath: a broken or silently stalled connection is re-established
   with exponential backoff while the session and consumer stay usable. ``receive()`` returns
   ``[]`` while it reconnects; the hooks report each change of state once.
+* Gone for good: ``receive()``, ``ack()`` and ``send()`` raise ``ConnectionLostError`` once
+  failover gives up (``reconnect.max_attempts``) or the connection dropped 3 times within a
+  minute; the caller then closes it and connects afresh.
 * Acks across a failover: a message delivered before the connection was interrupted is
-  redelivered by the broker anyway, so its ``ack()`` is skipped (logged at DEBUG); ``ack()``
-  raises ``ConnectionLostError`` only once the connection is gone for good.
+  redelivered by the broker anyway, so its ``ack()`` is skipped (logged at DEBUG). The client
+  never sends redelivered messages to the DLQ (no duplicate audit, no redelivery limit).
 * Text and bytes messages are decoded; object messages are refused, never deserialized; map,
   stream and bare messages become events with ``problem`` set.
 * The connection id is the JMS client id; a second connection with the same id is refused.
-* Connections left open are closed at interpreter exit (their Java threads would block it).
+* Connections left open are closed at interpreter exit, so the broker frees their ids at once.
 
 Connection String
 =================
@@ -31,6 +34,7 @@ Options
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import logging
 import threading
@@ -54,18 +58,21 @@ log = logging.getLogger(__name__)
 
 INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
 AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
+CLOSE_WAIT = 5.0  # seconds close() waits for the Java side; see _close_quietly
+#: This many interruptions within FLAP_WINDOW seconds and the connection counts as lost; see _sync.
+FLAP_LIMIT, FLAP_WINDOW = 3, 60.0
 _open: "weakref.WeakSet[OpenWireTransport]" = weakref.WeakSet()  # see _close_all
 
 
 class OpenWireTransport(Transport):
     """A JMS connection to ActiveMQ over OpenWire: one consumer, producers cached per destination.
 
-    How the connection state is followed: two ``TransportListener`` proxies made by
-    ``java.beans.EventHandler`` count failover's interruptions and resumptions in Java
-    ``AtomicInteger``s. Nothing runs in Python on ActiveMQ's threads per message (a Python
-    listener would be called for every command received and halves throughput); the counters are
-    read by ``receive()``, ``ack()`` and ``send()``, which report the changes to the hooks on the
-    caller's thread. The interruption count is the *epoch* of each delivery.
+    How the connection state is followed: a ``TransportListener`` made by
+    ``java.beans.EventHandler`` counts failover's interruptions in a Java ``AtomicInteger``, and
+    failover says whether it is connected. No Python runs on ActiveMQ's threads for that (a
+    Python listener is called for every command received, which halved throughput); ``receive()``
+    and ``send()`` read the state and report its changes to the hooks on the caller's thread, so
+    a hook runs at most ``receive()``'s timeout late. The count is the *epoch* of each delivery.
     """
 
     name = "openwire"
@@ -86,6 +93,7 @@ class OpenWireTransport(Transport):
         self._lost: str | None = None  # set (on a Java thread) once the connection is gone for good
         self._state = threading.Lock()  # guards the three below; never held across a Java call
         self._epoch = 0  # interruptions seen so far
+        self._drops: collections.deque[float] = collections.deque()  # when recent ones were seen
         self._reported_up = False  # what the hooks were last told
 
     @property
@@ -143,10 +151,8 @@ class OpenWireTransport(Transport):
             session = connection.createSession(False, INDIVIDUAL_ACKNOWLEDGE)
             failover = connection.getTransport().narrow(java.Failover)
         except BaseException as exc:
-            if connection is not None and timed_out.is_set():  # closing may wait as long again
-                threading.Thread(target=_close_quietly, args=(connection,), daemon=True).start()
-            elif connection is not None:
-                _close_quietly(connection)
+            if connection is not None:  # after a time-out, closing may wait as long again
+                _close_quietly(connection, 0 if timed_out.is_set() else CLOSE_WAIT)
             if not isinstance(exc, java.JException):
                 raise
             if timed_out.is_set():
@@ -158,6 +164,7 @@ class OpenWireTransport(Transport):
         with self._state:
             self._connection, self._session, self._failover, self._interrupts = connection, session, failover, interrupts
             self._lost, self._epoch, self._reported_up = None, int(interrupts.get()), False
+            self._drops.clear()
         _open.add(self)
         log.debug("connected to %s as %s", endpoint, cfg.subscription.connection_id)
         self._sync()
@@ -212,8 +219,8 @@ class OpenWireTransport(Transport):
     def ack(self, event: Event) -> None:
         """Acknowledge exactly this event's message.
 
-        A message delivered before the connection was interrupted is not acknowledged (the
-        broker redelivers it; logged at DEBUG), nor is one while failover reconnects.
+        A message delivered before the connection was interrupted is not acknowledged: the
+        broker redelivers it anyway (logged at DEBUG).
 
         Raises:
             TransportError: The tag is unknown here (already acked, or another connection's).
@@ -224,10 +231,13 @@ class OpenWireTransport(Transport):
             raise TransportError(f"cannot ack message {event.message_id}: unknown delivery tag "
                                  f"{event.delivery_tag} (already acked, or from another connection)")
         message, epoch = entry
-        up = self._sync()
         if self._lost is not None:
+            self._sync()
             raise ConnectionLostError(f"ack of {event.message_id} failed: connection to the broker lost: {self._lost}")
-        if epoch != self._epoch or not up:
+        # Failover counts the interruption before it reconnects, so an unchanged count means
+        # this message was delivered on the connection in place (or it is being torn down right
+        # now, and failover drops the ack itself).
+        if epoch != int(self._interrupts.get()):
             log.debug("not acknowledging %s: delivered before the connection was interrupted; "
                       "the broker redelivers it", event.message_id)
             return
@@ -293,6 +303,7 @@ class OpenWireTransport(Transport):
             if self._failover is not failover:  # closed meanwhile
                 return False
             if epoch != self._epoch:
+                self._note_drops(epoch - self._epoch)
                 self._epoch = epoch
                 if self._reported_up:
                     changes.append((False, "connection interrupted; failover reconnects"))
@@ -308,6 +319,24 @@ class OpenWireTransport(Transport):
         for change in changes:
             self._notify(*change)
         return up and where is not None
+
+    def _note_drops(self, count: int) -> None:
+        """Give up on a connection that keeps dropping: FLAP_LIMIT interruptions in FLAP_WINDOW s.
+
+        The case it is for: when another connection holds our client id (a second process with
+        the same id, after a broker restart), the broker refuses failover's reconnection and
+        closes it 2 s later, failover reconnects, and so on forever without a message. A fresh
+        connection makes the refusal visible: its connect() raises ClientIdInUseError. (Failover
+        reconnecting while the broker still holds our own stalled connection is fine: it reuses
+        the connection's id, and the broker replaces the stale one.) Called with the lock held.
+        """
+        now = time.monotonic()
+        self._drops.extend([now] * count)
+        while self._drops and now - self._drops[0] > FLAP_WINDOW:
+            self._drops.popleft()
+        if len(self._drops) >= FLAP_LIMIT and self._lost is None:
+            self._lost = (f"the connection dropped {len(self._drops)} times within {FLAP_WINDOW:g} s (is another "
+                          f"connection holding connection id {self.config.subscription.connection_id!r}?)")
 
     def _check(self) -> None:
         if self._lost is not None:
@@ -411,11 +440,25 @@ def _describe(exc: Any) -> str:
     return str(exc.getClass().getName())
 
 
-def _close_quietly(connection: Any) -> None:
-    try:
-        connection.close()
-    except Exception as exc:
-        log.warning("closing the OpenWire connection failed: %s", _describe(exc) if hasattr(exc, "getCause") else exc)
+def _close_quietly(connection: Any, wait: float = CLOSE_WAIT) -> None:
+    """Close ``connection``, waiting at most ``wait`` seconds; the rest finishes in the background.
+
+    Closing can block: failover holds its lock while it sleeps between reconnection attempts
+    (up to ``reconnect.max_delay``), and a write to a stalled peer waits for the inactivity
+    monitor. The broker redelivers whatever the connection had not acknowledged.
+    """
+    def close() -> None:
+        try:
+            connection.close()
+        except Exception as exc:
+            log.warning("closing the OpenWire connection failed: %s",
+                        _describe(exc) if hasattr(exc, "getCause") else exc)
+
+    closer = threading.Thread(target=close, name="amq-bridge openwire close", daemon=True)
+    closer.start()
+    closer.join(wait)
+    if closer.is_alive():
+        log.info("closing the OpenWire connection takes more than %g s; it goes on in the background", wait)
 
 
 def _wake(connection: Any, flag: threading.Event, seconds: float) -> None:
@@ -434,8 +477,8 @@ def _wake(connection: Any, flag: threading.Event, seconds: float) -> None:
 
 
 def _close_all() -> None:
-    """At exit, close what the program left open: a connection's threads are not daemons, and
-    JPype's exit handler (registered before this one, so run after it) would wait for them."""
+    """At exit, close what the program left open, so the broker frees the connection id now
+    rather than after its inactivity timeout. Registered after JPype's exit handler: runs before it."""
     for transport in list(_open):
         transport.close()
 
@@ -483,5 +526,5 @@ def _java() -> types.SimpleNamespace:
     # After these, an operation on an established connection means the connection is gone.
     java.Lost = (java.IOError, JClass("javax.jms.IllegalStateException"),
                  JClass("org.apache.activemq.ConnectionFailedException"))
-    atexit.register(_close_all)  # registered after JPype's own handler, so it runs before it
+    atexit.register(_close_all)
     return java
