@@ -89,6 +89,8 @@ class OpenWireConfig:
     jars_dir: Path = DEFAULT_JARS_DIR
     classpath: tuple[Path, ...] = ()
     prefetch: int = 1000
+    #: Options of the JVM when amq-bridge starts it (a host application's JVM is used as it is).
+    jvm_options: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC")
     #: Inactivity monitoring (wireFormat.maxInactivityDuration) in ms; a silent connection is
     #: replaced within two to three times this. 0 turns it off.
     heartbeat_ms: int = 10000
@@ -294,6 +296,7 @@ def _openwire(sec: Section) -> OpenWireConfig:
         classpath=tuple(sec.list("classpath", lambda v, k: sec.resolve(sec.check_string(v, k)))),
         prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
         heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
+        jvm_options=tuple(sec.list("jvm_options", sec.check_string, default=["-Xmx256m", "-XX:+UseSerialGC"])),
     )
     sec.done()
     return config

@@ -84,8 +84,13 @@ def classpath(jars_dir: Path, groups: Iterable[str] = ("client",), extra: Sequen
     return paths
 
 
-def ensure_jvm(cp: Sequence[str], groups: Iterable[str] = ("client",)) -> bool:
+def ensure_jvm(cp: Sequence[str], groups: Iterable[str] = ("client",), options: Sequence[str] = ()) -> bool:
     """Start the JVM with ``cp``, or check that an already started one can load what we need.
+
+    Args:
+        cp: The classpath, used only when this call starts the JVM.
+        groups: The jar groups whose classes must be loadable.
+        options: Further JVM options (heap size...), used only when this call starts the JVM.
 
     Returns:
         True if this call started the JVM, False if one was already running.
@@ -108,7 +113,7 @@ def ensure_jvm(cp: Sequence[str], groups: Iterable[str] = ("client",)) -> bool:
             raise TransportUnavailableError(f"no Java runtime found ({exc}); install a JDK 11+ (Debian: default-jre-headless)") from exc
         try:
             # -Xrs leaves SIGINT/SIGTERM to Python, so Ctrl-C reaches our handlers, not the JVM's.
-            jpype.startJVM(jvm_path, "-Xrs", "-Djava.awt.headless=true", classpath=list(cp),
+            jpype.startJVM(jvm_path, "-Xrs", "-Djava.awt.headless=true", *options, classpath=list(cp),
                            convertStrings=False, interrupt=False)
         except Exception as exc:
             raise TransportUnavailableError(f"the JVM failed to start ({exc})") from exc

@@ -82,6 +82,7 @@ def publish(
             if progress is not None and time.monotonic() >= next_draw:
                 _draw(progress, sent, total, started)
                 next_draw = time.monotonic() + 0.2
+        transport.flush_sends(max(30.0, config.connect_timeout))  # exit 0 only once the broker has them
     finally:
         transport.close()
         if progress is not None:

@@ -8,7 +8,8 @@ A transport owns one connection. The runner drives it::
     transport.ack(event)                  # only after the sink made the event durable
     transport.close()
 
-``send`` publishes a body (used by ``amq-bridge publish`` and by tests). Transports never hand
+``send`` publishes a body and ``flush_sends`` waits until the broker has them all (used by
+``amq-bridge publish`` and by tests). Transports never hand
 out a driver object: everything leaves as :class:`bridge.event.Event` or a ``BridgeError``.
 """
 
@@ -71,6 +72,16 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:
         """Publish one message body to ``destination``."""
+
+    def flush_sends(self, timeout: float) -> None:
+        """Wait until the broker has accepted everything sent so far.
+
+        The default does nothing, for protocols whose ``close`` is already a round trip behind
+        every send on the connection (OpenWire's is).
+
+        Raises:
+            TransportError: The broker did not confirm within ``timeout`` seconds.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -116,7 +116,8 @@ class OpenWireTransport(Transport):
                 return
             self.close()  # a lost connection is replaced; subscribe() again afterwards
         cfg, ms = self.config, max(1000, int(timeout * 1000))
-        jvm.ensure_jvm(jvm.classpath(cfg.openwire.jars_dir, ("client",), cfg.openwire.classpath))
+        jvm.ensure_jvm(jvm.classpath(cfg.openwire.jars_dir, ("client",), cfg.openwire.classpath),
+                       options=cfg.openwire.jvm_options)
         java, endpoint = _java(), shown(cfg.openwire.urls)
         self.hooks.on_connecting(self.name, endpoint)
         factory = java.Factory(broker_url(cfg.openwire.urls, timeout, heartbeat_ms=cfg.openwire.heartbeat_ms,

@@ -35,7 +35,7 @@ import queue
 import socket
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import stomp
 from stomp.exception import StompException
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Every this many SENDs, one asks for a receipt and waits for it.
+RECEIPT_EVERY = 1000
 _LOST = object()  # wakes a receive() that waits when the connection drops
 _AUTH_MARKERS = ("securityexception", "password is invalid", "failed to login", "authentication failed")
 _CLIENT_ID_MARKERS = ("invalidclientidexception", "already connected from")
@@ -163,6 +165,7 @@ class StompTransport(Transport):
         super().__init__(config, hooks)
         self._link: _Link | None = None
         self._pending: dict[int, tuple[_Link, str]] = {}  # delivery tag -> (link, STOMP ack id)
+        self._sent = 0
         self._tags = itertools.count(1)  # never reused, so a stale tag cannot ack a newer delivery
 
     @property
@@ -245,23 +248,14 @@ class StompTransport(Transport):
             TransportError: The broker refused (or did not confirm) the subscription.
             ConnectionLostError: The connection is gone.
         """
-        link, timeout = self._current(live=True), self.config.connect_timeout
-        sub_id = rid = f"sub-{len(link.subscriptions) + 1}"
+        link = self._current(live=True)
+        sub_id = f"sub-{len(link.subscriptions) + 1}"
         link.subscriptions[sub_id] = str(destination)
-        waiter = link.receipts[rid] = threading.Event()
-        try:
-            link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
-                                headers={"activemq.prefetchSize": str(self.config.stomp.prefetch), "receipt": rid})
-            if not waiter.wait(timeout):
-                raise TransportError(f"subscribe {destination}: no receipt from {link.endpoint} within {timeout:g}s")
-        except (StompException, OSError) as exc:
-            raise ConnectionLostError(f"subscribe {destination}: {str(exc) or type(exc).__name__}") from exc
-        finally:
-            del link.receipts[rid]
-        if rid in link.receipt_errors:
-            raise TransportError(f"subscribe {destination}: the broker said: {link.receipt_errors.pop(rid)}")
-        if link.lost_reason:
-            raise ConnectionLostError(f"subscribe {destination}: {link.lost_reason}")
+        headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
+        self._confirmed(link, sub_id, f"subscribe {destination}",
+                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
+                                                      headers={**headers, **h}),
+                        self.config.connect_timeout)
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
         """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events`` ready ones.
@@ -318,13 +312,55 @@ class StompTransport(Transport):
             raise ConnectionLostError(f"cannot ack {event.message_id!r} on {link.endpoint}: {exc}") from exc
 
     def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:
-        """SEND ``body`` as ``application/json``; ``persistent`` asks the broker to store it."""
+        """SEND ``body`` as ``application/json``; ``persistent`` asks the broker to store it.
+
+        Every ``RECEIPT_EVERY``-th SEND asks for a receipt and waits for it, so at most that many
+        messages are ever unconfirmed (and a broker that falls behind slows the sender down).
+        """
         link = self._current(live=True)
         headers = {"persistent": "true"} if persistent else {}
+        self._sent += 1
+        if self._sent % RECEIPT_EVERY == 0:
+            self._confirmed(link, f"send-{self._sent}", f"send to {destination}",
+                            lambda h: link.conn.send(_path(destination), body, content_type="application/json",
+                                                     headers={**headers, **h}))
+            return
         try:
             link.conn.send(_path(destination), body, content_type="application/json", headers=headers)
         except (StompException, OSError) as exc:
             raise ConnectionLostError(f"cannot send to {destination} on {link.endpoint}: {exc}") from exc
+
+    def flush_sends(self, timeout: float) -> None:
+        """Wait until the broker confirms every SEND so far.
+
+        The broker handles a connection's frames in order, so the receipt of an empty transaction
+        (BEGIN, then ABORT) begun after the last SEND confirms all of them.
+        """
+        link = self._current(live=True)
+        tx = f"flush-{self._sent}"
+        self._confirmed(link, tx, "confirm sent messages", lambda h: link.conn.begin(tx, headers=h), timeout)
+        try:
+            link.conn.abort(tx)
+        except (StompException, OSError) as exc:
+            raise ConnectionLostError(f"confirm sent messages: {exc}") from exc
+
+    def _confirmed(self, link: _Link, rid: str, what: str, action: Callable[[dict[str, str]], None],
+                   timeout: float | None = None) -> None:
+        """Run ``action`` with a ``receipt`` header and wait for the broker's receipt."""
+        timeout = max(30.0, self.config.connect_timeout) if timeout is None else timeout
+        waiter = link.receipts[rid] = threading.Event()
+        try:
+            action({"receipt": rid})
+            if not waiter.wait(timeout):
+                raise TransportError(f"{what}: no receipt from {link.endpoint} within {timeout:g}s")
+        except (StompException, OSError) as exc:
+            raise ConnectionLostError(f"{what}: {str(exc) or type(exc).__name__}") from exc
+        finally:
+            del link.receipts[rid]
+        if rid in link.receipt_errors:
+            raise TransportError(f"{what}: the broker said: {link.receipt_errors.pop(rid)}")
+        if link.lost_reason:
+            raise ConnectionLostError(f"{what}: {link.lost_reason}")
 
     def close(self) -> None:
         """DISCONNECT and end stomp.py's threads; safe to call twice, never raises."""

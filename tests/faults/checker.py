@@ -173,6 +173,10 @@ def record(scenario: str, transport: str, result: Tally, recovery: float | None,
     """Append this run's figures as one JSON line to ``$AMQ_BRIDGE_FAULT_REPORT`` (when set)."""
     line = {"scenario": scenario, "transport": transport, **result.figures(),
             "recovery_s": None if recovery is None else round(recovery, 2), **extra}
+    if result.lost:
+        line["lost_sample"] = result.lost_sample
+    if result.unexpected:
+        line["unexpected_sample"] = [str(item) for item in result.unexpected_sample]
     print(f"fault report: {json.dumps(line)}")
     target = os.environ.get("AMQ_BRIDGE_FAULT_REPORT")
     if target:

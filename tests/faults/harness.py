@@ -17,12 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Sequence
 
 import yaml
 
 from tests.conftest import READY, ROOT, bridge_command, child_env, stop_process, write_config
-from tests.faults.checker import count_lines
+from tests.faults.checker import count_lines, tally
 
 #: Log lines worth showing when a test fails (the rest is stats and connection chatter).
 NOTABLE = re.compile(r" (WARNING|ERROR|CRITICAL) |amq-bridge: |Traceback|Error|subscribed to")
@@ -50,9 +50,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def time_to_growth(path: Path, baseline: int, timeout: float, alive: "BridgeProcess | None" = None) -> float | None:
-    """Seconds until ``path`` has more lines than ``baseline``, or None if it did not grow in time."""
-    started = time.monotonic()
+def time_to_growth(path: Path, baseline: int, timeout: float, alive: "BridgeProcess | None" = None,
+                   since: float | None = None) -> float | None:
+    """Seconds from ``since`` (default: now, a ``time.monotonic()`` value) until ``path`` has more
+    lines than ``baseline``, or None if it did not grow within ``timeout``."""
+    started = time.monotonic() if since is None else since
     if wait_until(lambda: count_lines(path) > baseline, timeout, 0.02, alive):
         return time.monotonic() - started
     return None
@@ -179,22 +181,26 @@ class Processes:
         self.bridges.append(BridgeProcess(process, stderr_path, config))
         return self.bridges[-1]
 
-    def publisher(self, config: Path, count: int, *, start: int = 0, rate: float | None = None,
-                  transport: str = "stomp") -> subprocess.Popen[bytes]:
-        """Start ``amq-bridge publish --sequence --persistent`` in the background."""
-        args = ["publish", "-c", str(config), "--transport", transport, "--sequence", "--persistent",
-                "--count", str(count), "--start", str(start)]
-        if rate:
-            args += ["--rate", str(rate)]
-        process = subprocess.Popen(bridge_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=self.env, cwd=self.workdir)
+    def publisher(self, broker: "FaultBroker", count: int, *, start: int = 0,
+                  rate: float | None = None) -> subprocess.Popen[bytes]:
+        """Start a confirmed STOMP sender (:mod:`tests.faults.sender`) of events ``start`` ..
+        ``start+count-1`` to topic ``RTO.<namespace>`` in the background."""
+        command = [sys.executable, "-m", "tests.faults.sender", str(broker.stomp_port), broker.namespace,
+                   str(start), str(count), *([str(rate)] if rate else [])]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
+                                   cwd=self.workdir)
         self.started.append(process)
         return process
 
-    def publish(self, config: Path, count: int, *, start: int = 0, rate: float | None = None,
-                transport: str = "stomp", timeout: float = 120) -> None:
-        """Publish and wait; fails the test if the publisher fails."""
-        finish(self.publisher(config, count, start=start, rate=rate, transport=transport), timeout)
+    def publish(self, broker: "FaultBroker", count: int, *, start: int = 0, processes: int = 1,
+                timeout: float = 240) -> None:
+        """Publish events ``start`` .. ``start+count-1`` from ``processes`` senders at once and wait
+        until the broker has confirmed all of them; fails the test otherwise."""
+        share = -(-count // processes)
+        senders = [self.publisher(broker, min(share, count - first), start=start + first)
+                   for first in range(0, count, share)]
+        for sender in senders:
+            finish(sender, timeout)
 
     def run(self, *args: str, timeout: float = 60) -> None:
         """Run ``python ARGS`` in the test environment and wait; fails the test if it fails."""
@@ -286,12 +292,9 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def wait_drained(seqs: range | set[int], sinks: list[Path], dead_letters: list[Path | None] = (),  # type: ignore[assignment]
-                 bad_kinds: tuple[str, ...] = (), timeout: float = 60,
-                 alive: BridgeProcess | None = None) -> bool:
+def wait_drained(seqs: Collection[int], sinks: Sequence[Path], dead_letters: Sequence[Path | None] = (),
+                 bad_kinds: Collection[str] = (), timeout: float = 60, alive: BridgeProcess | None = None) -> bool:
     """Wait until every published item is in a sink or dead-letter file (True), or give up (False)."""
-    from tests.faults.checker import tally
-
     expected = len(seqs) + len(bad_kinds)
     files = [p for p in [*sinks, *dead_letters] if p is not None]
 
@@ -308,3 +311,4 @@ def explain(result: Any, *bridges: BridgeProcess, note: str = "") -> str:
     parts = [note, result.summary() if hasattr(result, "summary") else str(result)]
     parts += [bridge.notable() for bridge in bridges]
     return "\n".join(filter(None, parts))
+

@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import TRANSPORTS
 from tests.faults.checker import count_lines, record, tally
-from tests.faults.harness import FaultBroker, Processes, bridge_config, explain, time_to_growth, wait_drained, wait_until
+from tests.faults.harness import (FaultBroker, Processes, bridge_config, explain, time_to_growth, wait_drained,
+                                  wait_until)
 
 pytestmark = pytest.mark.faults
 BEFORE, AFTER, STOP_AT, DOWN_SECONDS = 3000, 1000, 800, 2.0
@@ -32,7 +33,7 @@ def test_broker_stopped_and_restarted(fault_broker: FaultBroker, procs: Processe
     config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport, batch_size=20,
                            sink={"type": "handler", "handler": "tests.faults.handlers:slow"})
     dead = tmp_path / "bridge.dead.jsonl"
-    procs.publish(fault_broker.config, BEFORE)
+    procs.publish(fault_broker, BEFORE)
     slow.touch()
     bridge = procs.bridge(config)
     reached = wait_until(lambda: count_lines(sink) >= STOP_AT, 60, alive=bridge)
@@ -43,7 +44,7 @@ def test_broker_stopped_and_restarted(fault_broker: FaultBroker, procs: Processe
     slow.unlink()
     alive_after = bridge.process.poll() is None
     if alive_after:
-        procs.publish(fault_broker.config, AFTER, start=BEFORE)
+        procs.publish(fault_broker, AFTER, start=BEFORE)
     seqs = range(BEFORE + AFTER) if alive_after else range(BEFORE)
     drained = wait_drained(seqs, [sink], [dead], timeout=60, alive=bridge)
     time.sleep(1.0)  # late redeliveries, to count them

@@ -7,7 +7,7 @@ graceful stop), and the second must take over and drain the rest. Each bridge ha
 file; the two together are counted.
 
 Counts: nothing lost, nothing unexpected; duplicates reported.
-Recovery: seconds from the first bridge's exit to the second's first sink line.
+Recovery: seconds from SIGTERM to the first bridge to the second's first sink line.
 """
 
 from __future__ import annotations
@@ -37,15 +37,16 @@ def test_second_bridge_with_same_id_waits_then_takes_over(fault_broker: FaultBro
     deads = [tmp_path / "first.dead.jsonl", tmp_path / "second.dead.jsonl"]
     first = procs.bridge(configs[0], name="first")
     assert first.wait_for("subscribed to"), explain("first bridge did not subscribe", first)
-    publisher = procs.publisher(fault_broker.config, COUNT, rate=RATE)
+    publisher = procs.publisher(fault_broker, COUNT, rate=RATE)
     second = procs.bridge(configs[1], name="second")
     # The one line naming the id, e.g. "connection id 'shared-id' is already connected ...; retrying in ...".
     named = second.wait_for(rf"'{CONNECTION_ID}'.*already connected|already connected.*'{CONNECTION_ID}'", 30)
     reached = wait_until(lambda: count_lines(sinks[0]) >= HANDOVER_AT, 30, alive=first)
     second_waiting = second.process.poll() is None
     before_handover = count_lines(sinks[1])
+    stopping = time.monotonic()
     first_status = first.terminate()
-    recovery = time_to_growth(sinks[1], before_handover, 60, alive=second) if second_waiting else None
+    recovery = time_to_growth(sinks[1], before_handover, 60, alive=second, since=stopping) if second_waiting else None
     finish(publisher)
     drained = wait_drained(range(COUNT), sinks, deads, timeout=60, alive=second)
     time.sleep(1.0)  # late redeliveries, to count them

@@ -36,7 +36,7 @@ def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, 
     dead = tmp_path / "bridge.dead.jsonl"
     bridge = procs.bridge(config)
     assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
-    publisher = procs.publisher(fault_broker.config, COUNT, rate=RATE)
+    publisher = procs.publisher(fault_broker, COUNT, rate=RATE)
     reached = wait_until(lambda: count_lines(sink) >= FAIL_AT, 30, alive=bridge)
     assert reached, explain(f"sink stuck at {count_lines(sink)} lines before the failure", bridge)
     offset = len(bridge.stderr)

@@ -43,7 +43,7 @@ def test_network_stall(fault_broker: FaultBroker, procs: Processes, tmp_path: Pa
         assert sink is not None
         bridge = procs.bridge(config)
         assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
-        publisher = procs.publisher(fault_broker.config, COUNT, rate=RATE)
+        publisher = procs.publisher(fault_broker, COUNT, rate=RATE)
         reached = wait_until(lambda: count_lines(sink) >= STALL_AT, 30, alive=bridge)
         assert reached, explain(f"sink stuck at {count_lines(sink)} lines before the stall", bridge)
         offset = len(bridge.stderr)
