@@ -23,7 +23,7 @@ from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
 from bridge.dedupe import RecentIds
-from bridge.errors import AuthenticationError, BridgeError, SinkError, TransportError, TransportUnavailableError
+from bridge.errors import AuthenticationError, SinkError, TransportError, TransportUnavailableError
 from bridge.event import Event
 from bridge.sinks import Sink, create_sink
 from bridge.stats import Stats

@@ -71,7 +71,7 @@ def test_every_ack_follows_the_flush_that_made_it_durable(tmp_path, wire) -> Non
 
 def test_failing_sink_is_retried_and_nothing_is_acked_meanwhile(tmp_path, wire) -> None:
     log: list = []
-    made = wire(GOOD[:4], log)
+    wire(GOOD[:4], log)
     sink = MemorySink(log=log, fail_flush=3)
     stats = Runner(make_config(tmp_path), sink=sink, max_events=4).run()
     assert sink.flush_calls == 4
