@@ -7,8 +7,10 @@ prints, whichever logger (ours, stomp.py's, JPype's) produced it and at whatever
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 
 _secrets: set[str] = set()
 
@@ -37,10 +39,26 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure(level: str = "INFO") -> None:
-    """Send log lines to stderr at ``level``, secrets redacted."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (time, level, logger, message, exception), secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, ensure_ascii=False))
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """Send log lines to stderr at ``level``, as ``text`` or ``json``, secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

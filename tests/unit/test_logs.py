@@ -24,3 +24,16 @@ def test_registered_secret_is_redacted_from_messages_and_tracebacks(capsys) -> N
 def test_chatty_driver_loggers_stay_above_debug() -> None:
     logs.configure("DEBUG")
     assert logging.getLogger("stomp.py").getEffectiveLevel() == logging.INFO
+
+
+def test_json_lines_carry_level_logger_and_message_without_secrets(capsys) -> None:
+    import json
+
+    secret = "fedcba9876543210fedcba9876543210"
+    logs.configure("INFO", "json")
+    logs.register_secret(secret)
+    logging.getLogger("bridge.runner").warning("refused with %s", secret)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["level"] == "WARNING" and line["logger"] == "bridge.runner"
+    assert line["message"] == "refused with ***" and line["time"].endswith("Z")
+    logs.configure("INFO")
