@@ -27,7 +27,7 @@ log = logging.getLogger("bridge.cli")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``amq-bridge`` command."""
     args = _parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, args.log_format)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    common.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="log lines as text or one JSON object each (default: text)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="consume the subscription into the sink")
@@ -77,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--persistent", action="store_true", help="send persistent messages")
     publish.add_argument("--sequence", action="store_true", help="add a seq field to generated events")
     publish.set_defaults(func=_publish)
+
+    check = commands.add_parser("check", parents=[common],
+                                help="validate the config, show the classpath, try each transport")
+    _config_option(check)
+    check.set_defaults(func=_check)
     return parser
 
 
@@ -179,3 +186,9 @@ def _publish(args: argparse.Namespace) -> int:
     progress = sys.stderr if sys.stderr.isatty() else None
     publish(config, destination, bodies, rate=args.rate, persistent=args.persistent, total=total, progress=progress)
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bridge.check import check
+
+    return check(_load(args))
