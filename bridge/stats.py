@@ -20,6 +20,13 @@ class Stats:
     acknowledged: int = 0
     #: Redeliveries of events already delivered, acknowledged without writing them again.
     duplicates: int = 0
+    #: Connections opened again after a loss (or a refused connection id).
+    reconnects: int = 0
+    #: Successful sink flushes, and the seconds they took in all (write + flush).
+    sink_writes: int = 0
+    sink_seconds: float = 0.0
+    #: False while the sink is failing and its batch is being retried.
+    sink_healthy: bool = True
     #: Name of the transport in use, or "" before one connected.
     transport: str = ""
     #: Whether the transport is connected right now.
