@@ -18,6 +18,8 @@ from bridge.errors import TransportUnavailableError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.txt"
+#: amq-bridge's own Java helper (jars/src), built by scripts/setup, not listed in the manifest.
+HELPER_JAR = "amq-bridge-helper.jar"
 SETUP_HINT = "run scripts/setup, which installs Debian's ActiveMQ packages and copies the jars"
 
 #: Classes that must be loadable for each group of jars.
@@ -62,6 +64,9 @@ def read_manifest(jars_dir: Path) -> list[Jar]:
 def classpath(jars_dir: Path, groups: Iterable[str] = ("client",), extra: Sequence[Path] = ()) -> list[str]:
     """The classpath for the given jar groups, plus ``extra`` entries.
 
+    With the client group comes :data:`HELPER_JAR` when ``scripts/setup`` built it; without it
+    the OpenWire transport falls back to plain JPype calls.
+
     Raises:
         TransportUnavailableError: A jar of the manifest, or an extra entry, does not exist; the
             message names it, its Debian package and how to get it.
@@ -77,6 +82,8 @@ def classpath(jars_dir: Path, groups: Iterable[str] = ("client",), extra: Sequen
                 f"jar {jar.name} is missing from {jars_dir} (Debian package {jar.package}); {SETUP_HINT}"
             )
         paths.append(str(path))
+    if "client" in wanted and (jars_dir / HELPER_JAR).is_file():
+        paths.append(str(jars_dir / HELPER_JAR))
     for entry in extra:
         if not entry.exists():
             raise TransportUnavailableError(f"classpath entry {entry} does not exist")

@@ -225,6 +225,5 @@ class Runner:
             self._retry("dead-letter write", lambda: self.dead_letter.put(bad))
             stats.dead_lettered += len(bad)
         self.recent.add(e.message_id for e in fresh)
-        for event in events:
-            transport.ack(event)
+        transport.ack_many(events)
         stats.acknowledged += len(events)

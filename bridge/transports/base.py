@@ -69,6 +69,15 @@ class Transport(abc.ABC):
     def ack(self, event: "Event") -> None:
         """Acknowledge one event received from this transport."""
 
+    def ack_many(self, events: Sequence["Event"]) -> None:
+        """Acknowledge these events, in order; the default calls :meth:`ack` on each.
+
+        Transports that can acknowledge a batch more cheaply override it, keeping each
+        acknowledgement individual.
+        """
+        for event in events:
+            self.ack(event)
+
     @abc.abstractmethod
     def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:
         """Publish one message body to ``destination``."""

@@ -2,8 +2,11 @@
 
 Features
 ========
-* Individual acknowledgement: ``ack(event)`` acks that one message; whatever is unacked is
-  redelivered, to the next connection or after a failover.
+* Individual acknowledgement: ``ack(event)`` acks that one message, ``ack_many(events)`` each of
+  them; whatever is unacked is redelivered, to the next connection or after a failover.
+* Batches cross into Java once: with ``jars/amq-bridge-helper.jar`` (built by scripts/setup, see
+  :mod:`bridge.transports.openwire_batch`) a ``receive()`` and an ``ack_many()`` are one Java call
+  each; without it, the same is done with JPype calls per message.
 * Always ActiveMQ failover underneath: a broken or silently stalled connection is re-established
   with exponential backoff while the session and consumer stay usable. ``receive()`` returns
   ``[]`` while it reconnects; the hooks report each change of state once.
@@ -48,6 +51,7 @@ from bridge.config import Destination
 from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError, ConnectionLostError,
                            MessageError, TransportError)
 from bridge.event import Event, make_event
+from bridge.transports import openwire_batch
 from bridge.transports.base import Hooks, Transport
 from bridge.transports.openwire_url import broker_url, shown
 
@@ -87,7 +91,9 @@ class OpenWireTransport(Transport):
         self._consumer: Any = None
         self._destination = ""
         self._producers: dict[Destination, Any] = {}
-        self._unacked: dict[int, tuple[Any, int]] = {}  # delivery tag -> (javax.jms.Message, epoch)
+        self._batch: openwire_batch.BatchReceiver | None = None  # the helper; it keeps the messages
+        # delivery tag -> (javax.jms.Message, or None when the helper keeps it; epoch)
+        self._unacked: dict[int, tuple[Any, int]] = {}
         self._next_tag = 0
         self._kinds: dict[type, str] = {}  # JPype class of a message -> text, bytes, ...
         self._lost: str | None = None  # set (on a Java thread) once the connection is gone for good
@@ -179,6 +185,7 @@ class OpenWireTransport(Transport):
             raise TransportError(f"already consuming {self._destination}; one destination per connection")
         try:
             self._consumer = self._session.createConsumer(_java_destination(self._session, destination))
+            self._batch = openwire_batch.load(self._consumer)
         except _java().JException as exc:
             raise self._runtime_error(f"cannot consume {destination}", exc) from exc
         self._destination = str(destination)
@@ -201,9 +208,19 @@ class OpenWireTransport(Transport):
                 return []
             time.sleep(min(0.05, left))
             self._check()
-        consumer, messages = self._consumer, []
+        consumer, messages, wait_ms = self._consumer, [], max(1, int((deadline - time.monotonic()) * 1000))
+        if self._batch is not None:
+            try:
+                events = self._batch.receive(max_events, wait_ms, destination=self._destination, transport=self.name,
+                                             max_bytes=self.config.max_message_bytes)
+            except _java().JException as exc:
+                raise self._runtime_error(f"receive from {self._destination} failed", exc) from exc
+            epoch = int(self._interrupts.get())  # after the messages: see below
+            for event in events:
+                self._unacked[event.delivery_tag] = (None, epoch)
+            return events
         try:
-            message = consumer.receive(max(1, int((deadline - time.monotonic()) * 1000)))
+            message = consumer.receive(wait_ms)
             while message is not None:
                 messages.append(message)
                 if len(messages) >= max_events:
@@ -227,25 +244,59 @@ class OpenWireTransport(Transport):
             TransportError: The tag is unknown here (already acked, or another connection's).
             ConnectionLostError: The connection is gone for good; the broker will redeliver.
         """
-        entry = self._unacked.pop(event.delivery_tag, None)
-        if entry is None:
-            raise TransportError(f"cannot ack message {event.message_id}: unknown delivery tag "
-                                 f"{event.delivery_tag} (already acked, or from another connection)")
-        message, epoch = entry
+        self.ack_many((event,))
+
+    def ack_many(self, events: Sequence[Event]) -> None:
+        """Acknowledge each of these events' messages individually, in order: one Java call with the helper.
+
+        As ``ack()`` on each in turn: an unknown tag raises once the events before it are acked.
+
+        Raises:
+            TransportError: A tag is unknown here (already acked, or another connection's).
+            ConnectionLostError: The connection is gone for good; the broker will redeliver.
+        """
+        taken: list[tuple[Event, Any, int]] = []
+        unknown = None
+        for event in events:
+            entry = self._unacked.pop(event.delivery_tag, None)
+            if entry is None:
+                unknown = event
+                break
+            taken.append((event, *entry))
+        if taken:
+            self._ack_taken(taken)
+        if unknown is not None:
+            raise TransportError(f"cannot ack message {unknown.message_id}: unknown delivery tag "
+                                 f"{unknown.delivery_tag} (already acked, or from another connection)")
+
+    def _ack_taken(self, taken: list[tuple[Event, Any, int]]) -> None:
+        what = taken[0][0].message_id if len(taken) == 1 else f"{len(taken)} messages from {taken[0][0].message_id}"
         if self._lost is not None:
             self._sync()
-            raise ConnectionLostError(f"ack of {event.message_id} failed: connection to the broker lost: {self._lost}")
+            if self._batch is not None:
+                self._batch.forget([event.delivery_tag for event, _, _ in taken])
+            raise ConnectionLostError(f"ack of {what} failed: connection to the broker lost: {self._lost}")
         # Failover counts the interruption before it reconnects, so an unchanged count means
-        # this message was delivered on the connection in place (or it is being torn down right
-        # now, and failover drops the ack itself).
-        if epoch != int(self._interrupts.get()):
-            log.debug("not acknowledging %s: delivered before the connection was interrupted; "
-                      "the broker redelivers it", event.message_id)
-            return
+        # these messages were delivered on the connection in place (or it is being torn down right
+        # now, and failover drops the acks itself).
+        current = int(self._interrupts.get())
+        fresh = [(event, message) for event, message, epoch in taken if epoch == current]
+        if len(fresh) < len(taken):
+            stale = [event for event, _, epoch in taken if epoch != current]
+            for event in stale:
+                log.debug("not acknowledging %s: delivered before the connection was interrupted; "
+                          "the broker redelivers it", event.message_id)
+            if self._batch is not None:
+                self._batch.forget([event.delivery_tag for event in stale])
         try:
-            message.acknowledge()
+            if self._batch is not None:
+                self._batch.ack_all([event.delivery_tag for event, _ in fresh])
+            else:
+                for event, message in fresh:
+                    what = event.message_id
+                    message.acknowledge()
         except _java().JException as exc:
-            raise self._runtime_error(f"ack of {event.message_id} failed", exc) from exc
+            raise self._runtime_error(f"ack of {what} failed", exc) from exc
 
     def send(self, destination: Destination, body: bytes, *, persistent: bool = False) -> None:
         """Publish ``body`` as a TextMessage (it must be UTF-8) to ``destination``.
@@ -282,7 +333,7 @@ class OpenWireTransport(Transport):
             connection, self._connection = self._connection, None
             was_up, self._reported_up = self._reported_up, False
             self._failover = self._interrupts = self._lost = None
-        self._session = self._send_session = self._consumer = None
+        self._session = self._send_session = self._consumer = self._batch = None
         self._producers.clear()
         self._unacked.clear()
         _open.discard(self)
