@@ -144,7 +144,16 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
     _on_signals(runner.stop, config.shutdown_timeout)
-    runner.run()
+    metrics = None
+    if config.metrics.port is not None:
+        from bridge.metrics import MetricsServer
+
+        metrics = MetricsServer(runner.stats, config.metrics.host, config.metrics.port).start()
+    try:
+        runner.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
 
 

@@ -134,6 +134,14 @@ class SinkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The HTTP endpoint of ``/metrics``, ``/healthz`` and ``/readyz``; ``port`` None: off."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     """The whole configuration of one bridge process."""
 
@@ -147,6 +155,7 @@ class BridgeConfig:
     stomp: StompConfig = StompConfig()
     sink: SinkConfig = SinkConfig()
     reconnect: ReconnectConfig = ReconnectConfig()
+    metrics: MetricsConfig = MetricsConfig()
     dead_letter: Path | None = None
     max_message_bytes: int = 1024 * 1024
     batch_size: int = 100
@@ -223,6 +232,7 @@ def parse_config(
         stomp=_stomp(top.section("stomp")),
         sink=_sink(top.section("sink")),
         reconnect=_reconnect(top.section("reconnect")),
+        metrics=_metrics(top.section("metrics")),
         dead_letter=top.path("dead_letter", None),
         max_message_bytes=int(top.number("max_message_bytes", 1024 * 1024, minimum=1, integer=True)),
         batch_size=int(top.number("batch_size", 100, minimum=1, integer=True)),
@@ -300,6 +310,17 @@ def _openwire(sec: Section) -> OpenWireConfig:
     )
     sec.done()
     return config
+
+
+def _metrics(sec: Section) -> MetricsConfig:
+    host = sec.string("host", "127.0.0.1")
+    port = sec.get("port")
+    if port is not None:
+        port = int(sec.number("port", 0, minimum=0, integer=True))
+        if port > 65535:
+            sec.fail("port", "must be at most 65535")
+    sec.done()
+    return MetricsConfig(host, port)
 
 
 def _reconnect(sec: Section) -> ReconnectConfig:

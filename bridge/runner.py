@@ -129,6 +129,7 @@ class Runner:
                     raise
                 except TransportError as exc:
                     log.warning("%s: %s; reconnecting", transport.name, exc)
+                    self.stats.reconnects += 1
                 finally:
                     self.hooks.closing = True
                     transport.close()
@@ -177,8 +178,10 @@ class Runner:
                 action()
                 if backoff.attempts:
                     log.info("%s succeeded again after %d failures", what, backoff.attempts)
+                    self.stats.sink_healthy = True
                 return
             except SinkError as exc:
+                self.stats.sink_healthy = False
                 delay = backoff.next_delay() or 0.0
                 now = time.monotonic()
                 if now - last_log >= REPEAT_LOG_SECONDS:
@@ -219,7 +222,10 @@ class Runner:
             def write() -> None:
                 self.sink.write(good)
                 self.sink.flush()
+            started = time.monotonic()
             self._retry("sink write", write)
+            stats.sink_seconds += time.monotonic() - started
+            stats.sink_writes += 1
             stats.delivered += len(good)
         if bad:
             self._retry("dead-letter write", lambda: self.dead_letter.put(bad))
