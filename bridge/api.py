@@ -33,6 +33,7 @@ from bridge.errors import BridgeError, SinkError
 from bridge.event import Event
 from bridge.runner import Runner
 from bridge.sinks.base import Sink
+from bridge.sinks.handler import HandlerSink
 from bridge.stats import Stats
 from bridge.transports import Hooks
 
@@ -49,27 +50,6 @@ def as_config(config: ConfigLike) -> BridgeConfig:
     return load_config(Path(config))
 
 
-class _CallableSink(Sink):
-    """Calls a function with each batch on flush."""
-
-    name = "callable"
-
-    def __init__(self, function: Callable[[list[Event]], object]) -> None:
-        super().__init__(SinkConfig("handler"))
-        self.function, self.pending = function, []
-
-    def write(self, events: Sequence[Event]) -> None:
-        self.pending.extend(events)
-
-    def flush(self) -> None:
-        batch, self.pending = self.pending, []
-        if batch:
-            try:
-                self.function(batch)
-            except Exception as exc:
-                raise SinkError(f"handler raised {type(exc).__name__}: {exc}") from exc
-
-
 def run(config: ConfigLike, handler: Callable[[list[Event]], object], *, hooks: Hooks | None = None,
         max_events: int | None = None, idle_timeout: float | None = None) -> Stats:
     """Consume on this thread, calling ``handler`` with each batch; returns when stopped or done.
@@ -78,7 +58,7 @@ def run(config: ConfigLike, handler: Callable[[list[Event]], object], *, hooks: 
     after a backoff. Stop it from another thread by raising out of a hook, or use ``max_events`` /
     ``idle_timeout``; for a stoppable consumer, use :func:`open`.
     """
-    return Runner(as_config(config), sink=_CallableSink(handler), hooks=hooks,
+    return Runner(as_config(config), sink=HandlerSink(SinkConfig("handler"), handler), hooks=hooks,
                   max_events=max_events, idle_timeout=idle_timeout).run()
 
 

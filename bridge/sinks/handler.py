@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Sequence
 
+from bridge.config import SinkConfig
 from bridge.errors import ConfigError, SinkError
 from bridge.event import Event
 from bridge.sinks.base import Sink
@@ -35,14 +36,20 @@ def load_handler(spec: str) -> Callable[[list[Event]], object]:
 
 
 class HandlerSink(Sink):
-    """Calls the configured function with each batch on flush."""
+    """Calls a function with each batch on flush: ``function``, or the one ``sink.handler`` names."""
 
     name = "handler"
 
-    def open(self) -> None:
-        assert self.config.handler is not None  # the config loader requires it for this sink
-        self.function = load_handler(self.config.handler)
+    def __init__(self, config: SinkConfig, function: Callable[[list[Event]], object] | None = None) -> None:
+        super().__init__(config)
+        self.function = function
         self.pending: list[Event] = []
+
+    def open(self) -> None:
+        if self.function is None:
+            assert self.config.handler is not None  # the config loader requires it for this sink
+            self.function = load_handler(self.config.handler)
+        self.pending = []
 
     def write(self, events: Sequence[Event]) -> None:
         self.pending.extend(events)
@@ -52,9 +59,9 @@ class HandlerSink(Sink):
         if not batch:
             return
         try:
-            self.function(batch)
+            self.function(batch)  # type: ignore[misc]
         except Exception as exc:
-            raise SinkError(f"handler {self.config.handler} raised {type(exc).__name__}: {exc}") from exc
+            raise SinkError(f"handler {self.config.handler or 'function'} raised {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         self.pending = []
