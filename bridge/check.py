@@ -37,7 +37,8 @@ def check(config: BridgeConfig, out: TextIO | None = None) -> int:
         0 if the selected transport (``config.transport``) connected and subscribed, else 1.
     """
     stream = out or sys.stdout
-    logs.register_secret(config.credentials.password)
+    for secret in config.secrets:
+        logs.register_secret(secret)
 
     def say(text: str = "") -> None:
         print(logs.redact(text), file=stream, flush=True)

@@ -108,7 +108,8 @@ def _destination(text: str) -> Destination:
 
 def _load(args: argparse.Namespace) -> BridgeConfig:
     config = load_config(args.config)
-    logs.register_secret(config.credentials.password)
+    for secret in config.secrets:
+        logs.register_secret(secret)
     if getattr(args, "transport", None):
         config = dataclasses.replace(config, transport=args.transport)
     return config

@@ -82,6 +82,35 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS towards the broker (``openwire.tls``, ``stomp.tls``) or served by the embedded broker.
+
+    Trust (who the broker may be): ``ca_file`` (PEM; ``system`` for the operating system's store)
+    or ``trust_store`` (JKS or PKCS12). Identity (mutual TLS): ``cert_file`` + ``key_file`` (PEM)
+    or ``key_store`` (JKS or PKCS12). Store types are taken from ``*_type`` or the file suffix.
+    """
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: str = field(default="", repr=False)
+    trust_store: Path | None = None
+    trust_store_password: str = field(default="", repr=False)
+    trust_store_type: str | None = None
+    key_store: Path | None = None
+    key_store_password: str = field(default="", repr=False)
+    key_store_type: str | None = None
+    verify_hostname: bool = True
+    #: No verification of the broker's certificate at all (warned about on every connect).
+    insecure: bool = False
+
+    @property
+    def use_system_ca(self) -> bool:
+        return self.ca_file is not None and self.ca_file.name == "system" and not self.ca_file.exists()
+
+
+@dataclass(frozen=True, slots=True)
 class OpenWireConfig:
     """Settings of the OpenWire (JMS client over JPype) transport."""
 
@@ -94,6 +123,11 @@ class OpenWireConfig:
     #: Inactivity monitoring (wireFormat.maxInactivityDuration) in ms; a silent connection is
     #: replaced within two to three times this. 0 turns it off.
     heartbeat_ms: int = 10000
+    #: A ``javax.jms.ConnectionFactory`` class to use instead of ActiveMQ's own (found on the
+    #: classpath; constructed with no arguments, then given the broker URL if it has setBrokerURL).
+    connection_factory: str | None = None
+    #: Used for ``ssl://`` URLs.
+    tls: TlsConfig = TlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +137,7 @@ class StompConfig:
     hosts: tuple[tuple[str, int], ...] = (("127.0.0.1", 61613),)
     heartbeat_ms: int = 10000
     prefetch: int = 1000
+    tls: TlsConfig = TlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +155,37 @@ class ReconnectConfig:
     max_attempts: int = 0
 
 
+SINK_TYPES = ("stdout", "jsonl", "sqlite", "postgres", "handler")
+FSYNC_POLICIES = ("never", "batch")
+
+
 @dataclass(frozen=True, slots=True)
 class SinkConfig:
-    """Where delivered events go: ``stdout``, ``jsonl`` (with ``path``) or ``handler``."""
+    """Where delivered events go: ``stdout``, ``jsonl``, ``sqlite``, ``postgres`` or ``handler``.
+
+    Attributes:
+        fsync: ``batch``: fsync (jsonl) or synchronous=FULL (sqlite) before each acknowledgement;
+            ``never``: handed to the operating system (survives a crash of the process).
+        rotate_bytes: The jsonl file is rotated when it would grow past this size (None: never).
+        rotate_seconds: The jsonl file is rotated when it is older than this (None: never).
+        keep: Rotated jsonl files kept (oldest removed first); 0 keeps all.
+        url: The PostgreSQL connection string (``postgresql://user@host:port/db``); a secret.
+        handler: ``package.module:function`` of the ``handler`` sink.
+        mode: ``event``: the handler is called once per event; ``batch``: once per batch.
+        max_attempts: Writes of one batch before it is dead-lettered; 0 retries forever.
+    """
 
     type: str = "stdout"
     path: Path | None = None
-    fsync: bool = False
-    #: ``package.module:function`` called with each batch of events (``handler`` sink).
+    fsync: str = "never"
+    rotate_bytes: int | None = None
+    rotate_seconds: float | None = None
+    keep: int = 0
+    url: str = field(default="", repr=False)
     handler: str | None = None
-    #: Table of the ``sqlite`` sink.
+    mode: str = "batch"
+    max_attempts: int = 0
+    #: Table of the ``sqlite`` and ``postgres`` sinks.
     table: str = "events"
 
 
@@ -157,6 +213,8 @@ class BridgeConfig:
     reconnect: ReconnectConfig = ReconnectConfig()
     metrics: MetricsConfig = MetricsConfig()
     dead_letter: Path | None = None
+    #: Consumer processes (``amq-bridge run``); worker i uses connection id ``<connection_id>-<i>``.
+    workers: int = 1
     max_message_bytes: int = 1024 * 1024
     batch_size: int = 100
     #: Message ids remembered to keep redeliveries out of the sink; 0 turns it off.
@@ -169,9 +227,23 @@ class BridgeConfig:
     inline_secrets: tuple[str, ...] = ()
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in this configuration (to be redacted from all output)."""
+        values = [self.credentials.password, self.sink.url, _url_password(self.sink.url)]
+        for tls in (self.openwire.tls, self.stomp.tls):
+            values += [tls.key_password, tls.trust_store_password, tls.key_store_password]
+        return tuple(v for v in dict.fromkeys(values) if v)
+
+    @property
     def transport_order(self) -> tuple[str, ...]:
         """The selected transport followed by its fallbacks, without repeats."""
         return tuple(dict.fromkeys((self.transport, *self.fallback)))
+
+
+def _url_password(url: str) -> str:
+    """The password part of ``scheme://user:password@host/...`` or of a ``password=...`` keyword."""
+    match = re.match(r"[a-z][a-z0-9+.-]*://[^:/@]*:([^@/]*)@", url) or re.search(r"\bpassword\s*=\s*'?([^'\s]+)", url)
+    return match.group(1) if match else ""
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> BridgeConfig:
@@ -234,6 +306,7 @@ def parse_config(
         reconnect=_reconnect(top.section("reconnect")),
         metrics=_metrics(top.section("metrics")),
         dead_letter=top.path("dead_letter", None),
+        workers=int(top.number("workers", 1, minimum=1, integer=True)),
         max_message_bytes=int(top.number("max_message_bytes", 1024 * 1024, minimum=1, integer=True)),
         batch_size=int(top.number("batch_size", 100, minimum=1, integer=True)),
         dedupe_window=int(top.number("dedupe_window", 10000, minimum=0, integer=True)),
@@ -243,6 +316,8 @@ def parse_config(
         inline_secrets=tuple(credentials.inline_secrets),
     )
     top.done()
+    if config.sink.max_attempts and config.dead_letter is None:
+        top.fail("dead_letter", f"is required when sink.max_attempts is set (a batch given up on is set aside there)")
     return config
 
 
@@ -307,8 +382,44 @@ def _openwire(sec: Section) -> OpenWireConfig:
         prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
         heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
         jvm_options=tuple(sec.list("jvm_options", sec.check_string, default=["-Xmx256m", "-XX:+UseSerialGC"])),
+        connection_factory=sec.string("connection_factory", "") or None,
+        tls=_tls(sec.section("tls"), default_enabled=any(u.startswith("ssl://") for u in urls)),
     )
     sec.done()
+    if config.connection_factory and not re.fullmatch(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)+", config.connection_factory):
+        sec.fail("connection_factory", "must be a fully qualified Java class name, like com.example.MyFactory")
+    return config
+
+
+def _tls(sec: Section, default_enabled: bool = False) -> TlsConfig:
+    given = sec.get("enabled") is not None or any(sec.get(k) is not None for k in (
+        "ca_file", "trust_store", "cert_file", "key_store", "insecure"))
+    config = TlsConfig(
+        enabled=sec.boolean("enabled", default_enabled or given),
+        ca_file=sec.path("ca_file", None),
+        cert_file=sec.path("cert_file", None),
+        key_file=sec.path("key_file", None),
+        key_password=sec.string("key_password", "", secret=True),
+        trust_store=sec.path("trust_store", None),
+        trust_store_password=sec.string("trust_store_password", "", secret=True),
+        trust_store_type=sec.string("trust_store_type", "") or None,
+        key_store=sec.path("key_store", None),
+        key_store_password=sec.string("key_store_password", "", secret=True),
+        key_store_type=sec.string("key_store_type", "") or None,
+        verify_hostname=sec.boolean("verify_hostname", True),
+        insecure=sec.boolean("insecure", False),
+    )
+    sec.done()
+    if config.ca_file and config.trust_store:
+        sec.fail("trust_store", "give either ca_file or trust_store, not both")
+    if bool(config.cert_file) != bool(config.key_file):
+        sec.fail("cert_file" if config.key_file else "key_file", "cert_file and key_file go together")
+    if config.cert_file and config.key_store:
+        sec.fail("key_store", "give either cert_file + key_file or key_store, not both")
+    for key in ("trust_store_type", "key_store_type"):
+        value = getattr(config, key)
+        if value is not None and value.upper() not in ("JKS", "PKCS12"):
+            sec.fail(key, "must be JKS or PKCS12")
     return config
 
 
@@ -350,22 +461,50 @@ def _stomp(sec: Section) -> StompConfig:
         hosts=hosts,
         heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
         prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
+        tls=_tls(sec.section("tls")),
     )
     sec.done()
+    tls = config.tls
+    if tls.enabled and not tls.insecure and tls.ca_file is None and tls.trust_store is None:
+        sec.fail("tls.ca_file", "is required to verify the broker (a PEM file, or 'system' for the operating "
+                 "system's store); set tls.insecure: true to connect without verification")
+    if tls.trust_store or tls.key_store:
+        sec.fail("tls.trust_store" if tls.trust_store else "tls.key_store",
+                 "Java key stores are for openwire; stomp takes ca_file, cert_file and key_file (PEM)")
     return config
 
 
 def _sink(sec: Section) -> SinkConfig:
-    kind = sec.choice("type", ("stdout", "jsonl", "sqlite", "handler"), "stdout")
+    kind = sec.choice("type", SINK_TYPES, "stdout")
     path = sec.path("path", None)
-    fsync = sec.boolean("fsync", False)
-    handler = sec.string("handler", "") or None
-    table = sec.string("table", "events")
+    fsync_raw = sec.get("fsync")
+    if isinstance(fsync_raw, bool):  # true / false read as batch / never
+        fsync = "batch" if fsync_raw else "never"
+    else:
+        fsync = sec.choice("fsync", FSYNC_POLICIES, "never")
+    rotate_bytes = sec.get("rotate_bytes")
+    rotate_seconds = sec.get("rotate_seconds")
+    config = SinkConfig(
+        type=kind,
+        path=path,
+        fsync=fsync,
+        rotate_bytes=None if rotate_bytes is None else int(sec.number("rotate_bytes", 0, minimum=1, integer=True)),
+        rotate_seconds=None if rotate_seconds is None else sec.number("rotate_seconds", 0, minimum=1),
+        keep=int(sec.number("keep", 0, minimum=0, integer=True)),
+        url=sec.string("url", "", secret=True),
+        handler=sec.string("handler", "") or None,
+        mode=sec.choice("mode", ("event", "batch"), "batch"),
+        max_attempts=int(sec.number("max_attempts", 5 if kind == "handler" else 0, minimum=0, integer=True)),
+        table=sec.string("table", "events"),
+    )
     sec.done()
     if kind in ("jsonl", "sqlite") and path is None:
         sec.fail("path", f"is required for the {kind} sink")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+    if kind == "postgres" and not config.url:
+        sec.fail("url", "is required for the postgres sink (postgresql://USER@HOST:PORT/DATABASE; "
+                 "put the password in ${ENV_VAR} or PGPASSWORD)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", config.table):
         sec.fail("table", "must be a plain SQL name (letters, digits, _)")
-    if kind == "handler" and not (handler and re.fullmatch(r"[\w.]+:[\w.]+", handler)):
+    if kind == "handler" and not (config.handler and re.fullmatch(r"[\w.]+:[\w.]+", config.handler)):
         sec.fail("handler", "is required for the handler sink, as package.module:function")
-    return SinkConfig(kind, path, fsync, handler, table)
+    return config

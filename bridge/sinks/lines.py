@@ -33,7 +33,7 @@ class _LineSink(Sink):
             return
         try:
             self.stream.flush()
-            if self.config.fsync:
+            if self.config.fsync == "batch":
                 os.fsync(self.stream.fileno())
         except (OSError, ValueError) as exc:
             raise SinkError(f"{self.name} sink cannot flush: {exc}") from exc

@@ -2,7 +2,7 @@
 
 A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The database runs in
 WAL mode; each batch is one transaction, and the runner acknowledges the batch after the commit.
-``sink.fsync: true`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
+``sink.fsync: batch`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
 ``NORMAL``, survives a crash of the process.
 """
 
@@ -57,7 +57,7 @@ class SqliteSink(Sink):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync else 'NORMAL'}")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync == 'batch' else 'NORMAL'}")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute(SCHEMA.format(table=table))
             self.db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")

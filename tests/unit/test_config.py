@@ -58,7 +58,7 @@ INVALID = [
     ("openwire", "tcp://x:1", "openwire", "must be a mapping"),
     ("sink.type", "kafka", "sink.type", "not one of"),
     ("sink.type", "jsonl", "sink.path", "required for the jsonl sink"),
-    ("sink.fsync", "yes", "sink.fsync", "true or false"),
+    ("sink.fsync", "yes", "sink.fsync", "not one of never, batch"),
     ("subscription.connection_id", _DELETE, "subscription.connection_id", "is required"),
     ("subscription.connection_id", "bad id!", "subscription.connection_id", "may hold only"),
     ("subscription.destination_id", _DELETE, "subscription.destination_id", "is required"),

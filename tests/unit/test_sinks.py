@@ -28,7 +28,7 @@ def explode(events) -> None:
 def test_jsonl_appends_one_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "out" / "events.jsonl"
     for _ in range(2):
-        with create_sink(SinkConfig("jsonl", path, fsync=True)) as sink:
+        with create_sink(SinkConfig("jsonl", path, fsync="batch")) as sink:
             sink.write(EVENTS)
             sink.flush()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
