@@ -55,10 +55,14 @@ def run(config: ConfigLike, handler: Callable[[list[Event]], object], *, hooks: 
     """Consume on this thread, calling ``handler`` with each batch; returns when stopped or done.
 
     A batch is acknowledged when ``handler`` returns; if it raises, the same batch is passed again
-    after a backoff. Stop it from another thread by raising out of a hook, or use ``max_events`` /
-    ``idle_timeout``; for a stoppable consumer, use :func:`open`.
+    after a backoff. When the config's sink is a ``handler`` sink, its ``mode`` (``event``: the
+    function takes one event) and ``max_attempts`` (then dead-lettered) apply; otherwise batches
+    are retried until they succeed. Stop it from another thread by raising out of a hook, or use
+    ``max_events`` / ``idle_timeout``; for a stoppable consumer, use :func:`open`.
     """
-    return Runner(as_config(config), sink=HandlerSink(SinkConfig("handler"), handler), hooks=hooks,
+    cfg = as_config(config)
+    sink_config = cfg.sink if cfg.sink.type == "handler" else SinkConfig("handler")
+    return Runner(cfg, sink=HandlerSink(sink_config, handler), hooks=hooks,
                   max_events=max_events, idle_timeout=idle_timeout).run()
 
 

@@ -7,12 +7,15 @@ unacknowledged, so the broker delivers it again:
 * a lost connection (or a connection id still held by the broker) is retried with exponential
   backoff and jitter, forever by default, on the runner's own thread;
 * a failing sink pauses consumption and the same batch is written again with backoff until it
-  succeeds (never NACKed: a STOMP NACK would send it straight to the broker's DLQ);
+  succeeds (never NACKed: a STOMP NACK would send it straight to the broker's DLQ), or, when
+  ``sink.max_attempts`` is set, until that many attempts failed: then the undelivered events are
+  written to the dead-letter file with the error as the reason, and acknowledged;
 * redeliveries of events already in the sink are recognised by message id and only acknowledged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -42,6 +45,10 @@ FATAL = (AuthenticationError, TransportUnavailableError)
 
 class _Stopped(Exception):
     """A stop was requested while a batch was still undelivered; it stays unacknowledged."""
+
+
+class _GaveUp(Exception):
+    """The attempts allowed for one batch are used up; ``args[0]`` is the last SinkError."""
 
 
 class _RunnerHooks(Hooks):
@@ -170,8 +177,13 @@ class Runner:
                 self._stop.wait(delay)
         return None
 
-    def _retry(self, what: str, action: Callable[[], None]) -> None:
-        """Run ``action`` until it succeeds, with backoff; raises ``_Stopped`` if stopped meanwhile."""
+    def _retry(self, what: str, action: Callable[[], None], max_attempts: int = 0) -> None:
+        """Run ``action`` until it succeeds, with backoff.
+
+        Raises:
+            _Stopped: Stopped while still failing.
+            _GaveUp: ``max_attempts`` (if not 0) attempts failed.
+        """
         backoff, last_log = Backoff(self.config.reconnect, forever=True), 0.0
         while True:
             try:
@@ -181,6 +193,9 @@ class Runner:
                     self.stats.sink_healthy = True
                 return
             except SinkError as exc:
+                if max_attempts and backoff.attempts + 1 >= max_attempts:
+                    log.warning("%s failed %d times: %s; setting the events aside", what, max_attempts, exc)
+                    raise _GaveUp(exc) from exc
                 self.stats.sink_healthy = False
                 delay = backoff.next_delay() or 0.0
                 now = time.monotonic()
@@ -222,11 +237,17 @@ class Runner:
             def write() -> None:
                 self.sink.write(good)
                 self.sink.flush()
-            started = time.monotonic()
-            self._retry("sink write", write)
+            started, attempts = time.monotonic(), getattr(self.sink.config, "max_attempts", 0)
+            try:
+                self._retry("sink write", write, attempts)
+                stats.delivered += len(good)
+            except _GaveUp as exc:
+                left = list(self.sink.undelivered(good))
+                stats.delivered += len(good) - len(left)
+                reason = f"sink failed {attempts} times: {exc.args[0]}"
+                bad = [*bad, *(dataclasses.replace(e, problem=reason) for e in left)]
             stats.sink_seconds += time.monotonic() - started
             stats.sink_writes += 1
-            stats.delivered += len(good)
         if bad:
             self._retry("dead-letter write", lambda: self.dead_letter.put(bad))
             stats.dead_lettered += len(bad)

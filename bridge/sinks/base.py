@@ -43,6 +43,14 @@ class Sink(abc.ABC):
             SinkError: The events could not be made durable; none of them may be acknowledged.
         """
 
+    def undelivered(self, events: Sequence["Event"]) -> Sequence["Event"]:
+        """Of a batch whose write was given up on, the events not delivered (to be set aside).
+
+        The runner asks this after ``sink.max_attempts`` failed attempts; a sink that can tell
+        which events of the batch already made it (the per-event handler) answers with fewer.
+        """
+        return events
+
     def close(self) -> None:
         """Flush and release resources; safe to call twice."""
 

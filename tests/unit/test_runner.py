@@ -183,3 +183,61 @@ def test_stop_ends_the_run(tmp_path, wire) -> None:
     runner = Runner(make_config(tmp_path), sink=MemorySink())
     runner.stop()
     assert runner.run().received == 0
+
+
+POISON = json.loads(GOOD[5])["md5"]
+calls: list = []
+
+
+def poisoned(argument) -> None:
+    """A handler that always fails on the event whose md5 is POISON."""
+    events = argument if isinstance(argument, list) else [argument]
+    calls.append([e.data["md5"] for e in events])
+    if any(e.data["md5"] == POISON for e in events):
+        raise ValueError("cannot store this one")
+
+
+def _dead(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "dead.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("mode", ["event", "batch"])
+def test_handler_retried_then_dead_lettered_after_max_attempts(tmp_path, wire, mode) -> None:
+    calls.clear()
+    wire(GOOD)
+    config = make_config(tmp_path, sink={"type": "handler", "handler": f"{__name__}:poisoned",
+                                         "mode": mode, "max_attempts": 3})
+    stats = Runner(config, max_events=len(GOOD)).run()
+    dead = _dead(tmp_path)
+    # per event: only the failing event is set aside; per batch: its whole batch (events 4..7)
+    expected_dead = 1 if mode == "event" else 4
+    assert len(dead) == expected_dead
+    assert all("sink failed 3 times" in d["reason"] and "ValueError" in d["reason"] for d in dead)
+    assert stats.dead_lettered == expected_dead and stats.delivered == len(GOOD) - expected_dead
+    assert stats.acknowledged == len(GOOD)
+    flat = [md5 for call in calls for md5 in call]
+    assert flat.count(POISON) == 3  # tried exactly max_attempts times
+    if mode == "event":  # the others of the poisoned batch were delivered once, not retried
+        assert all(flat.count(json.loads(b)["md5"]) == 1 for b in GOOD if json.loads(b)["md5"] != POISON)
+
+
+def test_handler_without_max_attempts_retries_until_stopped_and_acks_nothing(tmp_path, wire) -> None:
+    calls.clear()
+    made = wire(GOOD)
+    config = make_config(tmp_path, sink={"type": "handler", "handler": f"{__name__}:poisoned",
+                                         "mode": "event", "max_attempts": 0})
+    runner = Runner(config, max_events=len(GOOD))
+    timer = threading.Timer(0.5, runner.stop)
+    timer.start()
+    stats = runner.run()
+    timer.cancel()
+    assert _dead(tmp_path) == []
+    assert stats.acknowledged == 4  # the first batch only; the poisoned one (4..7) stays on the broker
+    assert made["t"].acked == ["m1", "m2", "m3", "m4"]
+
+
+def test_max_attempts_needs_a_dead_letter_file(tmp_path) -> None:
+    with pytest.raises(BridgeError, match="dead_letter"):
+        parse_config({"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"},
+                      "sink": {"type": "handler", "handler": "a:b"}}, env={})
