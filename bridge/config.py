@@ -313,7 +313,7 @@ def parse_config(
         shutdown_timeout=top.number("shutdown_timeout", 30.0, minimum=0.1),
         stats_interval=top.number("stats_interval", 5.0, minimum=0),
         source=source,
-        inline_secrets=tuple(credentials.inline_secrets),
+        inline_secrets=tuple(top.inline_secrets),
     )
     top.done()
     if config.sink.max_attempts and config.dead_letter is None:
@@ -491,7 +491,8 @@ def _sink(sec: Section) -> SinkConfig:
         rotate_bytes=None if rotate_bytes is None else int(sec.number("rotate_bytes", 0, minimum=1, integer=True)),
         rotate_seconds=None if rotate_seconds is None else sec.number("rotate_seconds", 0, minimum=1),
         keep=int(sec.number("keep", 0, minimum=0, integer=True)),
-        url=sec.string("url", "", secret=True),
+        # a secret only when it holds a password (postgresql://user@host/db is fine inline)
+        url=sec.string("url", "", secret=isinstance(sec.get("url"), str) and bool(_url_password(sec.get("url")))),
         handler=sec.string("handler", "") or None,
         mode=sec.choice("mode", ("event", "batch"), "batch"),
         max_attempts=int(sec.number("max_attempts", 5 if kind == "handler" else 0, minimum=0, integer=True)),

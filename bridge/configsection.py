@@ -44,7 +44,9 @@ class Section:
 
     def section(self, key: str) -> "Section":
         value = self.get(key)
-        return Section({} if value is None else value, self.source, f"{self.prefix}{key}.", self.base_dir, self.env)
+        child = Section({} if value is None else value, self.source, f"{self.prefix}{key}.", self.base_dir, self.env)
+        child.inline_secrets = self.inline_secrets  # one list for the whole document
+        return child
 
     def check_string(self, value: Any, key: str, secret: bool = False) -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int)):

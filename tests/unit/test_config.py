@@ -199,3 +199,47 @@ def test_referenced_password_is_not_warned_about(tmp_path: Path, caplog) -> None
     config_path.chmod(0o644)
     load_config(config_path, env=ENV)
     assert not [r for r in caplog.records if "inline" in r.getMessage()]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_ENV = {"AMQ_USERNAME": "12345", "AMQ_PASSWORD": "0123456789abcdef0123456789abcdef",
+               "AMQ_NAMESPACE": "acme", "AMQ_CONNECTION_ID": "acme-host1"}
+
+
+def test_shipped_config_yaml_loads_with_sqlite_default() -> None:
+    config = load_config(ROOT / "config.yaml", env=SHIPPED_ENV)
+    assert config.sink.type == "sqlite" and config.sink.path == ROOT / "events.db"
+    assert config.subscription.destination.name == "1.RTO.acme"
+    assert config.transport_order == ("openwire", "stomp")
+
+
+def test_production_example_loads_with_tls_and_env_secrets() -> None:
+    config = load_config(ROOT / "examples" / "config.production.yaml", env=SHIPPED_ENV)
+    assert config.openwire.tls.enabled and config.openwire.tls.verify_hostname
+    assert all(url.startswith("ssl://") for url in config.openwire.urls)
+    assert config.stomp.tls.enabled and not config.stomp.tls.insecure
+    assert config.sink.type == "postgres" and config.workers == 2
+    assert config.inline_secrets == ()  # every secret comes from the environment
+    assert config.secrets == (SHIPPED_ENV["AMQ_PASSWORD"], config.sink.url)
+
+
+def test_stomp_tls_without_a_ca_is_refused_unless_insecure() -> None:
+    base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
+    with pytest.raises(ConfigError, match=r"stomp\.tls\.ca_file: is required .*insecure: true"):
+        parse_config({**base, "stomp": {"tls": {"enabled": True}}}, env={})
+    config = parse_config({**base, "stomp": {"tls": {"enabled": True, "insecure": True}}}, env={})
+    assert config.stomp.tls.enabled and config.stomp.tls.insecure
+
+
+def test_openwire_ssl_url_enables_tls_and_factory_name_is_checked() -> None:
+    base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
+    config = parse_config({**base, "openwire": {"urls": ["ssl://broker.example.com:61617"]}}, env={})
+    assert config.openwire.tls.enabled and config.openwire.tls.verify_hostname
+    with pytest.raises(ConfigError, match="openwire.connection_factory: must be a fully qualified Java class"):
+        parse_config({**base, "openwire": {"connection_factory": "not a class"}}, env={})
+
+
+def test_postgres_password_in_url_is_a_secret() -> None:
+    base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
+    config = parse_config({**base, "sink": {"type": "postgres", "url": "postgresql://u:pw-123@127.0.0.1/db"}}, env={})
+    assert "pw-123" in config.secrets and "pw-123" not in repr(config)
