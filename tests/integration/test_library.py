@@ -40,3 +40,32 @@ def test_library_in_a_process_with_its_own_jvm(broker: Broker, tmp_path: Path, n
     result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["seen"] == [sample_event(i) for i in range(N)]
     assert result["same_jvm"] and result["jvm_running"]
+
+
+def test_embedding_example_runs_and_acks(broker: Broker, tmp_path: Path, namespace: str) -> None:
+    """examples/embed.py, as documented in README, handles every event once and acks it."""
+    config = write_config(tmp_path / "embed.yaml", broker=broker, transport="stomp", namespace=namespace)
+    err = tmp_path / "embed.stderr"
+    with open(err, "wb") as stderr:
+        child = subprocess.Popen([sys.executable, str(ROOT / "examples/embed.py"), "-c", str(config),
+                                  "--count", str(N)], stdout=subprocess.PIPE, stderr=stderr,
+                                 env=child_env(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
+            assert child.poll() is None, err.read_text()
+            time.sleep(0.05)
+        publish(config, N)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err.read_text()
+    md5s = [line.split()[0] for line in out.decode().splitlines()]
+    assert md5s == [sample_event(i)["md5"] for i in range(N)]
+    assert f"{N} events handled" in err.read_text()
+    # everything was acknowledged: a second consumer on the same queue gets nothing
+    again = subprocess.run([sys.executable, str(ROOT / "examples/embed.py"), "-c", str(config),
+                            "--idle-timeout", "2"], capture_output=True, env=child_env(), cwd=ROOT, timeout=60)
+    assert again.returncode == 0 and again.stdout == b"", again.stderr.decode()[-2000:]
