@@ -3,10 +3,15 @@
 The sink is the ``flaky`` handler (:mod:`tests.faults.handlers`): it raises ``RuntimeError``
 while a flag file exists. A publisher sends 3,000 persistent events at 600/s; once the sink has
 800 lines the flag is created for 5 s. The bridge must stay up, write nothing meanwhile (the
-handler refuses every batch, and nothing of a refused batch may be acknowledged), and retry the
-same batch until the handler accepts it.
+handler refuses every batch, and nothing of a refused batch may be acknowledged), and then, by
+the sink's retry policy:
 
-Counts: nothing lost, nothing unexpected; duplicates reported.
+- ``sink.max_attempts: 0`` (retry forever): write the same batch again until the handler takes it.
+  Counts: nothing lost, nothing unexpected; duplicates reported.
+- ``sink.max_attempts: 3``: after three refusals, set the batch's events aside in the dead-letter
+  file (reason: the handler's error) and only then acknowledge them. Counts: nothing lost; the
+  only unexpected records are those dead-lettered events, each naming the failure.
+
 Recovery: seconds from removing the flag to the sink's next line.
 """
 
@@ -18,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TRANSPORTS
-from tests.faults.checker import count_lines, record, tally
+from tests.faults.checker import count_lines, read_records, record, tally
 from tests.faults.harness import (FaultBroker, Processes, bridge_config, explain, finish, time_to_growth,
                                   wait_drained, wait_until)
 
@@ -27,12 +32,14 @@ COUNT, RATE, FAIL_AT, FAIL_SECONDS = 3000, 600, 800, 5.0
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("attempts", [0, 3], ids=["retry-forever", "dead-letter-after-3"])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, tmp_path: Path,
-                                   transport: str) -> None:
+                                   transport: str, attempts: int) -> None:
     sink, fail = tmp_path / "handler-sink.jsonl", Path(procs.env["AMQ_BRIDGE_TEST_FAIL"])
     config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport,
-                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky"})
+                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky",
+                                 "max_attempts": attempts})
     dead = tmp_path / "bridge.dead.jsonl"
     bridge = procs.bridge(config)
     assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
@@ -52,10 +59,18 @@ def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, 
     failures = bridge.stderr[offset:].count("RuntimeError")
     bridge.terminate()
     result = tally(range(COUNT), [sink], [dead])
-    record("sink errors 5 s", transport, result, recovery, handler_errors_logged=failures)
+    scenario = "sink errors 5 s" + (f", dead-letter after {attempts}" if attempts else "")
+    record(scenario, transport, result, recovery, handler_errors_logged=failures)
     message = explain(result, bridge, note=f"alive during failure={alive_during} recovery={recovery} "
                                            f"drained={drained} RuntimeError lines logged={failures}")
     assert alive_during, "the bridge exited while the sink failed\n" + message
     assert recovery is not None, message
     assert result.lost == 0, message
-    assert result.unexpected == 0, message
+    if not attempts:
+        assert result.unexpected == 0, message
+        return
+    assert result.dead_lettered > 0, "nothing was dead-lettered after the attempts ran out\n" + message
+    assert result.torn == 0, message
+    reasons = [str(r.get("reason")) for r in read_records(dead)[0]]
+    assert len(reasons) == result.dead_lettered == result.unexpected, message
+    assert all(f"sink failed {attempts} times" in r and "RuntimeError" in r for r in reasons), message
