@@ -100,8 +100,11 @@ def namespace() -> str:
 
 def write_config(path: Path, *, broker: Broker | None = None, transport: str = "stomp",
                  namespace: str = "acme", destination_id: str = "1", connection_id: str = "bridge-1",
-                 sink: Path | None = None, **overrides: Any) -> Path:
-    """Write a config file for the test broker; ``overrides`` replace top-level keys or sections."""
+                 sink: Path | dict[str, Any] | None = None, **overrides: Any) -> Path:
+    """Write a config file for the test broker; ``overrides`` replace top-level keys or sections.
+
+    ``sink`` is the path of a jsonl sink (default: beside the config), or a whole ``sink`` section.
+    """
     doc: dict[str, Any] = {
         "transport": transport,
         "profile": "atdata",
@@ -109,7 +112,8 @@ def write_config(path: Path, *, broker: Broker | None = None, transport: str = "
         "credentials": {"username": "${AMQ_USERNAME}", "password": "${AMQ_PASSWORD}"},
         "subscription": {"namespace": namespace, "destination_id": destination_id,
                          "connection_id": connection_id},
-        "sink": {"type": "jsonl", "path": str(sink or path.with_suffix(".events.jsonl"))},
+        "sink": sink if isinstance(sink, dict) else {"type": "jsonl",
+                                                     "path": str(sink or path.with_suffix(".events.jsonl"))},
         "dead_letter": str(path.with_suffix(".dead.jsonl")),
         "stats_interval": 1,
     }

@@ -16,6 +16,7 @@ SINKS = {
     "jsonl": "bridge.sinks.lines:JsonlSink",
     "handler": "bridge.sinks.handler:HandlerSink",
     "sqlite": "bridge.sinks.sqlite:SqliteSink",
+    "postgres": "bridge.sinks.postgres:PostgresSink",
 }
 
 __all__ = ["Sink", "SINKS", "create_sink"]

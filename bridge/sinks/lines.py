@@ -1,15 +1,45 @@
-"""Sinks that write one JSON object per line: ``stdout`` and ``jsonl`` (append to a file)."""
+"""Sinks that write one JSON object per line: ``stdout`` and ``jsonl`` (append to a file).
+
+The ``jsonl`` sink:
+
+Features:
+    Appends one line per event to ``sink.path``; the runner acknowledges a batch once
+    :meth:`JsonlSink.flush` returned. It is at-least-once: an event the broker delivers again
+    (after a crash, or a failed write) may appear twice, with the same ``message_id`` and
+    ``"redelivered": true``; readers dedupe by ``message_id``.
+
+Options:
+    ``fsync``: ``batch`` fsyncs the file before each acknowledgement (and the directory after a
+    rotation); ``never`` hands the lines to the operating system only.
+    ``rotate_bytes`` / ``rotate_seconds``: at a batch boundary, when the next batch would take
+    the file past ``rotate_bytes`` or the file has been open for ``rotate_seconds``, it is
+    renamed to ``<name>.<UTC time, 20261123T101500Z>`` (``.1``, ``.2``... on a collision) and a
+    fresh file is started. ``keep``: the newest N rotated files are kept; 0 keeps all.
+
+A failed write or flush closes the file; the next attempt opens it again, first cutting off a
+torn last line (never acknowledged: only whole batches are), so a transient error heals itself.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import stat
 import sys
-from typing import IO, Sequence
+import time
+from pathlib import Path
+from typing import IO, BinaryIO, Sequence
 
 from bridge.errors import SinkError
 from bridge.event import Event
 from bridge.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+#: The suffix a rotated file gets: the UTC time of the rotation, then a counter on a collision.
+ROTATED = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.(\d+))?")
 
 
 def event_line(event: Event) -> str:
@@ -17,16 +47,27 @@ def event_line(event: Event) -> str:
     return json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-class _LineSink(Sink):
+def _why(exc: Exception) -> str:
+    """The OS's words for an error (``No space left on device``), else its text."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+class StdoutSink(Sink):
+    """JSON lines on standard output."""
+
+    name = "stdout"
     stream: IO[str] | None = None
+
+    def open(self) -> None:
+        self.stream = sys.stdout
 
     def write(self, events: Sequence[Event]) -> None:
         if self.stream is None:
-            raise SinkError(f"{self.name} sink is not open")
+            raise SinkError("stdout sink is not open")
         try:
             self.stream.write("".join(map(event_line, events)))
         except (OSError, ValueError) as exc:
-            raise SinkError(f"{self.name} sink cannot write: {exc}") from exc
+            raise SinkError(f"stdout sink cannot write: {exc}") from exc
 
     def flush(self) -> None:
         if self.stream is None:
@@ -36,39 +77,151 @@ class _LineSink(Sink):
             if self.config.fsync == "batch":
                 os.fsync(self.stream.fileno())
         except (OSError, ValueError) as exc:
-            raise SinkError(f"{self.name} sink cannot flush: {exc}") from exc
-
-
-class StdoutSink(_LineSink):
-    """JSON lines on standard output."""
-
-    name = "stdout"
-
-    def open(self) -> None:
-        self.stream = sys.stdout
+            raise SinkError(f"stdout sink cannot flush: {exc}") from exc
 
     def close(self) -> None:
         self.flush()
 
 
-class JsonlSink(_LineSink):
-    """JSON lines appended to ``sink.path``."""
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated files of ``path``, oldest first."""
+    found = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    for name in names:
+        if name.startswith(path.name) and (match := ROTATED.fullmatch(name[len(path.name):])):
+            found.append(((match[1], int(match[2] or 0)), path.parent / name))
+    return [p for _, p in sorted(found)]
+
+
+class JsonlSink(Sink):
+    """JSON lines appended to ``sink.path``, rotated by size or age, fsynced if asked."""
 
     name = "jsonl"
+    stream: BinaryIO | None = None
+
+    @property
+    def path(self) -> Path:
+        assert self.config.path is not None  # the config loader requires it for this sink
+        return self.config.path
 
     def open(self) -> None:
-        path = self.config.path
-        assert path is not None  # the config loader requires it for this sink
+        self._open()
+
+    def _open(self) -> None:
+        path = self.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(path, "a", encoding="utf-8")
+            created = not path.exists()
+            stream = open(path, "a+b")  # read too: to find a torn last line
+            try:
+                self.size = self._cut_torn_line(stream)
+                if created and self.config.fsync == "batch":
+                    self._fsync_dir()
+            except BaseException:
+                stream.close()
+                raise
         except OSError as exc:
-            raise SinkError(f"jsonl sink cannot open {path}: {exc.strerror}") from exc
+            raise SinkError(f"jsonl sink cannot open {path}: {_why(exc)}") from exc
+        self.stream, self.opened_at, self.dirty = stream, time.monotonic(), False
+
+    def _cut_torn_line(self, stream: BinaryIO) -> int:
+        """Drop an unfinished last line (a write cut short); returns the file's size."""
+        fd = stream.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0
+        end = pos = info.st_size
+        while pos > 0:
+            start = max(0, pos - 4096)
+            cut = os.pread(fd, pos - start, start).rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            pos = end = start
+        if end != info.st_size:
+            log.warning("jsonl sink: cutting off an unfinished last line (%d bytes) of %s",
+                        info.st_size - end, self.path)
+            os.truncate(fd, end)
+        return end
+
+    def _abandon(self) -> None:
+        """Close the file after an error, so the next attempt opens it afresh."""
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass  # the same error again, from the buffered part
+
+    def write(self, events: Sequence[Event]) -> None:
+        data = "".join(map(event_line, events)).encode("utf-8")
+        if self.stream is None:
+            self._open()
+        elif not self.dirty and self._due(len(data)):
+            self._rotate()
+        assert self.stream is not None
+        try:
+            self.stream.write(data)
+        except (OSError, ValueError) as exc:
+            self._abandon()
+            raise SinkError(f"jsonl sink cannot write {self.path}: {_why(exc)}") from exc
+        self.size += len(data)
+        self.dirty = True
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+            if self.config.fsync == "batch":
+                os.fsync(self.stream.fileno())
+        except (OSError, ValueError) as exc:
+            self._abandon()
+            raise SinkError(f"jsonl sink cannot flush {self.path}: {_why(exc)}") from exc
+        self.dirty = False
+
+    def _due(self, incoming: int) -> bool:
+        """Whether the file is rotated before ``incoming`` more bytes are written to it."""
+        if self.size == 0:
+            return False
+        cfg = self.config
+        return bool((cfg.rotate_bytes and self.size + incoming > cfg.rotate_bytes)
+                    or (cfg.rotate_seconds and time.monotonic() - self.opened_at >= cfg.rotate_seconds))
+
+    def _rotate(self) -> None:
+        """Rename the (flushed) file aside, start a fresh one, and drop the oldest rotated files."""
+        path = self.path
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target, n = path.with_name(f"{path.name}.{stamp}"), 0
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.{stamp}.{n}")
+        self._abandon()
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            raise SinkError(f"jsonl sink cannot rotate {path} to {target.name}: {_why(exc)}") from exc
+        self._open()  # fsyncs the directory (rename and new file) under fsync: batch
+        if self.config.keep:
+            for old in rotated_files(path)[:-self.config.keep]:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass  # removed by someone else, or not ours to remove: not worth failing a batch
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self.stream is not None:
             try:
                 self.flush()
             finally:
-                self.stream.close()
-                self.stream = None
+                self._abandon()

@@ -4,6 +4,11 @@ A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The
 WAL mode; each batch is one transaction, and the runner acknowledges the batch after the commit.
 ``sink.fsync: batch`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
 ``NORMAL``, survives a crash of the process.
+
+Several worker processes may share one database file: a writer waits up to ``BUSY_TIMEOUT_MS``
+for another's transaction to end. A batch that fails (the database is locked for longer, the disk
+is full) is rolled back and raised as a :class:`SinkError`; the runner writes it again later, on a
+connection opened afresh if the old one is in doubt.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Sequence
 from bridge.errors import SinkError
 from bridge.event import Event
 from bridge.sinks.base import Sink
+
+#: How long a write waits for another connection's transaction (another worker) to end.
+BUSY_TIMEOUT_MS = 5000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -49,22 +57,33 @@ class SqliteSink(Sink):
 
     name = "sqlite"
 
+    db: sqlite3.Connection | None = None
+
     def open(self) -> None:
+        self.insert = INSERT.format(table=self.config.table)
+        self.pending: list[tuple[object, ...]] = []
+        self._connect()
+
+    def _connect(self) -> None:
         path = self.config.path
         assert path is not None  # the config loader requires it for this sink
         table = self.config.table
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync == 'batch' else 'NORMAL'}")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.execute(SCHEMA.format(table=table))
-            self.db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
-        except sqlite3.Error as exc:
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
             raise SinkError(f"sqlite sink cannot open {path}: {exc}") from exc
-        self.insert = INSERT.format(table=table)
-        self.pending: list[tuple[object, ...]] = []
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync == 'batch' else 'NORMAL'}")
+            db.execute(SCHEMA.format(table=table))
+            db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
+        except sqlite3.Error as exc:
+            db.close()
+            raise SinkError(f"sqlite sink cannot open {path}: {exc}") from exc
+        self.db = db
 
     def write(self, events: Sequence[Event]) -> None:
         now = time.time()
@@ -74,20 +93,34 @@ class SqliteSink(Sink):
         rows, self.pending = self.pending, []  # a failed batch is written again by the retry
         if not rows:
             return
+        if self.db is None:
+            self._connect()
+        db = self.db
+        assert db is not None
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.executemany(self.insert, rows)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(self.insert, rows)
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._roll_back()
             raise SinkError(f"sqlite sink cannot write {self.config.path}: {exc}") from exc
 
-    def close(self) -> None:
-        db = getattr(self, "db", None)
-        if db is not None:
-            self.flush()
-            db.close()
+    def _roll_back(self) -> None:
+        """Undo the failed batch; a connection that cannot even do that is opened afresh next time."""
+        db = self.db
+        if db is None or not db.in_transaction:  # SQLite may have rolled back by itself (disk full)
+            return
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
             self.db = None
+            db.close()
+
+    def close(self) -> None:
+        db = self.db
+        if db is not None:
+            try:
+                self.flush()
+            finally:
+                db.close()
+                self.db = None
