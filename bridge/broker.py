@@ -3,7 +3,9 @@
 It runs ActiveMQ Classic's ``BrokerService`` inside this process's JVM (through JPype) with:
 
 - an OpenWire and a STOMP connector on a loopback address (port 0 picks a free port; the
-  real ports are read back from the bound server sockets);
+  real ports are read back from the bound server sockets); optionally also ``ssl://`` and
+  ``stomp+ssl://`` connectors with a key store (and client certificates required when a
+  client CA is given);
 - the AtData fan-out rule: a virtual topic ``RTO.>`` with consumer prefix ``*.``, so a message
   sent to topic ``RTO.<ns>`` is copied into every existing queue ``<anything>.RTO.<ns>``
   (ActiveMQ's stock ``VirtualTopic.>`` rule is kept as well);
@@ -30,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge import jvm
-from bridge.config import DEFAULT_JARS_DIR
-from bridge.errors import BridgeError, TransportUnavailableError
+from bridge.config import DEFAULT_JARS_DIR, TlsConfig
+from bridge.errors import BridgeError, ConfigError, TransportUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class BrokerOptions:
         users: ``(username, password)`` pairs; empty means no authentication at all.
         queues: Queue names created at start.
         jars_dir: The folder holding the ActiveMQ jars and their manifest.
+        ssl_port: The OpenWire-over-TLS (``ssl://``) port; None: no such connector, 0: any free.
+        stomp_ssl_port: The STOMP-over-TLS (``stomp+ssl://``) port; None: none, 0: any free.
+        tls: The broker's identity (``key_store`` + password) for the TLS connectors; with
+            ``ca_file`` or ``trust_store`` as well, clients must present a certificate it signed.
     """
 
     host: str = "127.0.0.1"
@@ -65,12 +71,21 @@ class BrokerOptions:
     users: tuple[tuple[str, str], ...] = ()
     queues: tuple[str, ...] = ()
     jars_dir: Path = DEFAULT_JARS_DIR
+    ssl_port: int | None = None
+    stomp_ssl_port: int | None = None
+    tls: TlsConfig | None = None
+
+    @property
+    def need_client_auth(self) -> bool:
+        """Whether TLS clients must present a certificate (a client CA was given)."""
+        return self.tls is not None and (self.tls.ca_file is not None or self.tls.trust_store is not None)
 
     def __repr__(self) -> str:  # passwords never appear in logs or tracebacks
         users = tuple(name for name, _ in self.users)
         return (f"BrokerOptions(host={self.host!r}, openwire_port={self.openwire_port}, "
                 f"stomp_port={self.stomp_port}, persistent={self.persistent}, "
-                f"data_dir={self.data_dir!r}, users={users!r}, queues={self.queues!r})")
+                f"data_dir={self.data_dir!r}, users={users!r}, queues={self.queues!r}, "
+                f"ssl_port={self.ssl_port}, stomp_ssl_port={self.stomp_ssl_port}, tls={self.tls!r})")
 
 
 class EmbeddedBroker:
@@ -82,6 +97,10 @@ class EmbeddedBroker:
         self.openwire_url = ""
         #: ``stomp://HOST:PORT`` with the port actually bound, set by :meth:`start`.
         self.stomp_url = ""
+        #: ``ssl://HOST:PORT`` when an OpenWire TLS connector was asked for, set by :meth:`start`.
+        self.openwire_ssl_url = ""
+        #: ``stomp+ssl://HOST:PORT`` when a STOMP TLS connector was asked for, set by :meth:`start`.
+        self.stomp_ssl_url = ""
         self._service: Any = None
         self._temp_dir: Path | None = None
 
@@ -103,7 +122,7 @@ class EmbeddedBroker:
         jvm.ensure_jvm(jvm.classpath(opts.jars_dir, ("client", "broker")), groups=("client", "broker"))
         service = None
         try:
-            service, openwire, stomp = self._build(self._data_dir())
+            service, openwire, stomp, secure = self._build(self._data_dir())
             service.start()
             if not service.waitUntilStarted(30_000):
                 raise BridgeError("embedded broker did not start within 30 s")
@@ -117,8 +136,14 @@ class EmbeddedBroker:
         _running.add(self)
         self.openwire_url = f"tcp://{opts.host}:{_bound_port(openwire)}"
         self.stomp_url = f"stomp://{opts.host}:{_bound_port(stomp)}"
-        log.info("embedded broker started: openwire=%s stomp=%s persistent=%s authentication=%s",
-                 self.openwire_url, self.stomp_url, opts.persistent, "on" if opts.users else "off")
+        if "ssl" in secure:
+            self.openwire_ssl_url = f"ssl://{opts.host}:{_bound_port(secure['ssl'])}"
+        if "stomp+ssl" in secure:
+            self.stomp_ssl_url = f"stomp+ssl://{opts.host}:{_bound_port(secure['stomp+ssl'])}"
+        log.info("embedded broker started: openwire=%s stomp=%s%s%s persistent=%s authentication=%s%s",
+                 self.openwire_url, self.stomp_url, f" openwire_ssl={self.openwire_ssl_url}" * bool(self.openwire_ssl_url),
+                 f" stomp_ssl={self.stomp_ssl_url}" * bool(self.stomp_ssl_url), opts.persistent,
+                 "on" if opts.users else "off", " client_certificates=required" * opts.need_client_auth)
         return self.openwire_url, self.stomp_url
 
     def stop(self) -> None:
@@ -161,8 +186,8 @@ class EmbeddedBroker:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
 
-    def _build(self, data_dir: Path) -> tuple[Any, Any, Any]:
-        """Configure a BrokerService; returns it with its OpenWire and STOMP connectors."""
+    def _build(self, data_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """Configure a BrokerService; returns it with its OpenWire and STOMP connectors and the TLS ones by scheme."""
         from jpype import JArray, JClass
 
         opts = self.options
@@ -203,7 +228,19 @@ class EmbeddedBroker:
             service.setDestinations(JArray(JClass("org.apache.activemq.command.ActiveMQDestination"))(destinations))
         openwire = service.addConnector(f"tcp://{opts.host}:{opts.openwire_port}")
         stomp = service.addConnector(f"stomp://{opts.host}:{opts.stomp_port}")
-        return service, openwire, stomp
+        secure: dict[str, Any] = {}
+        wanted = {scheme: port for scheme, port in (("ssl", opts.ssl_port), ("stomp+ssl", opts.stomp_ssl_port))
+                  if port is not None}
+        if wanted:
+            if opts.tls is None or opts.tls.key_store is None:
+                raise ConfigError("TLS connectors need a key store (the broker's certificate and key)", key="key_store")
+            from bridge import tls
+
+            service.setSslContext(tls.java_ssl_context(opts.tls, "broker"))  # before the connectors bind
+            query = "?needClientAuth=true" if opts.need_client_auth else ""
+            for scheme, port in wanted.items():
+                secure[scheme] = service.addConnector(f"{scheme}://{opts.host}:{port}{query}")
+        return service, openwire, stomp, secure
 
 
 def _require_authentication_classes() -> None:
@@ -271,9 +308,12 @@ def _one_line(exc: BaseException) -> str:
 def serve(options: BrokerOptions) -> int:
     """Run the embedded broker until SIGINT or SIGTERM; the body of ``amq-bridge broker``.
 
-    Prints one line to stdout once both connectors listen::
+    Prints one line to stdout once every connector listens::
 
         broker ready: openwire=tcp://127.0.0.1:61616 stomp=stomp://127.0.0.1:61613
+
+    followed, on the same line, by `` openwire_ssl=ssl://HOST:PORT`` and
+    `` stomp_ssl=stomp+ssl://HOST:PORT`` when those connectors were asked for.
 
     Must be called from the main thread (it installs signal handlers, restored on return).
 
@@ -294,7 +334,9 @@ def serve(options: BrokerOptions) -> int:
     broker = EmbeddedBroker(options)
     try:
         openwire_url, stomp_url = broker.start()
-        print(f"broker ready: openwire={openwire_url} stomp={stomp_url}", flush=True)
+        extra = "".join(f" {name}={url}" for name, url in (("openwire_ssl", broker.openwire_ssl_url),
+                                                           ("stomp_ssl", broker.stomp_ssl_url)) if url)
+        print(f"broker ready: openwire={openwire_url} stomp={stomp_url}{extra}", flush=True)
         while not received:
             time.sleep(0.1)  # polling a flag: Event.wait() from a signal handler can deadlock
         log.info("embedded broker stopping on %s", signal.Signals(received[0]).name)
@@ -303,3 +345,30 @@ def serve(options: BrokerOptions) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+#: The environment variable ``amq-bridge broker --key-store`` reads the key store password from.
+KEY_STORE_PASSWORD_ENV = "AMQ_BROKER_KEY_STORE_PASSWORD"
+
+
+def tls_options(options: BrokerOptions, *, ssl_port: int | None, stomp_ssl_port: int | None,
+                key_store: Path | None, client_ca: Path | None, environ: Any = None) -> BrokerOptions:
+    """``options`` with the TLS flags of ``amq-bridge broker`` applied (the password comes from
+    :data:`KEY_STORE_PASSWORD_ENV`, never from the command line, where other users can see it).
+
+    Raises:
+        ConfigError: A TLS port without a key store, or a key store without a TLS port.
+    """
+    import dataclasses
+    import os
+
+    if ssl_port is None and stomp_ssl_port is None and key_store is None and client_ca is None:
+        return options
+    if key_store is None:
+        raise ConfigError("--ssl-port and --stomp-ssl-port need --key-store", key="--key-store")
+    if ssl_port is None and stomp_ssl_port is None:
+        raise ConfigError("--key-store needs --ssl-port or --stomp-ssl-port", key="--key-store")
+    password = (os.environ if environ is None else environ).get(KEY_STORE_PASSWORD_ENV, "")
+    tls = TlsConfig(enabled=True, key_store=key_store.resolve(), key_store_password=password,
+                    ca_file=client_ca.resolve() if client_ca else None)
+    return dataclasses.replace(options, ssl_port=ssl_port, stomp_ssl_port=stomp_ssl_port, tls=tls)

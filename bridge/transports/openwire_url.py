@@ -24,6 +24,10 @@ connection that breaks after it was established is re-established underneath the
   whose broker restarts does not reconnect in lockstep.
 * The first connection is bounded by ``connect_timeout`` instead: ``S`` rounds are as many as fit
   in 80 % of it, so ``connect()`` fails in time and the caller retries on its own schedule.
+* ``ssl://`` (and ``nio+ssl://``) URLs get ``socket.verifyHostName=true`` (the client's default
+  since ActiveMQ 5.15, written out so that it is visible), or ``false`` with
+  ``openwire.tls.verify_hostname: false`` or ``insecure: true``. Keys and trust are not URL
+  options: the transport hands them to failover as an ``SslContext`` (see :mod:`bridge.tls`).
 * ``jms.*`` options given on a URL configure the connection factory; they are moved to the outer
   query, where ActiveMQ reads them. Options already present on a URL are never overridden.
 """
@@ -39,10 +43,12 @@ if TYPE_CHECKING:
 
 #: Schemes whose URLs take the TCP and wire-format options.
 TCP_SCHEMES = ("tcp", "ssl", "nio", "nio+ssl")
+#: Schemes that speak TLS.
+TLS_SCHEMES = ("ssl", "nio+ssl")
 
 
 def broker_url(urls: Sequence[str], timeout: float, *, heartbeat_ms: int, reconnect: "ReconnectConfig",
-               uniform: Callable[[float, float], float] = random.uniform) -> str:
+               uniform: Callable[[float, float], float] = random.uniform, verify_hostname: bool = True) -> str:
     """The URL given to ActiveMQConnectionFactory.
 
     Args:
@@ -51,6 +57,7 @@ def broker_url(urls: Sequence[str], timeout: float, *, heartbeat_ms: int, reconn
         heartbeat_ms: ``openwire.heartbeat_ms`` (0: no inactivity monitoring).
         reconnect: The backoff after an established connection broke.
         uniform: The random source of the jitter (tests pass a fixed one).
+        verify_hostname: Whether TLS URLs check the broker's certificate against the host name.
     """
     ms = max(1000, int(timeout * 1000))
     initial = max(10, round(reconnect.initial_delay * 1000 * uniform(0.5, 1.5)))
@@ -80,6 +87,8 @@ def broker_url(urls: Sequence[str], timeout: float, *, heartbeat_ms: int, reconn
                 "wireFormat.maxInactivityDuration": heartbeat,
                 "wireFormat.maxInactivityDurationInitalDelay": min(ms, max(heartbeat, 1000)) if heartbeat else ms,
             }
+            if parts.scheme in TLS_SCHEMES:
+                options["socket.verifyHostName"] = "true" if verify_hostname else "false"
             own += [f"{key}={value}" for key, value in options.items() if key not in present]
         nested.append(urlunsplit(parts._replace(query="&".join(own))))
     return f"failover:({','.join(nested)})?" + "&".join(f"{key}={value}" for key, value in outer.items())
@@ -102,3 +111,8 @@ def shown(urls: Sequence[str]) -> str:
     text = [urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
             for parts in map(urlsplit, urls)]
     return text[0] if len(text) == 1 else f"failover:({','.join(text)})"
+
+
+def uses_tls(urls: Sequence[str]) -> bool:
+    """Whether any of ``urls`` is a TLS one (``ssl://``, ``nio+ssl://``)."""
+    return any(urlsplit(url).scheme in TLS_SCHEMES for url in urls)
