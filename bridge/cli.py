@@ -1,7 +1,8 @@
 """The ``amq-bridge`` command: run, broker, publish.
 
 Exit status: 0 done, 1 a runtime error (one line on stderr, no traceback), 2 a usage or
-configuration error, 130 forced stop by a second signal.
+configuration error, 130 forced stop by a second signal; a worker process of ``workers: N``
+(``run --worker I``) exits 3 on an error no restart can fix (see :mod:`bridge.workers`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BridgeError as exc:
         print(f"amq-bridge: error: {logs.redact(str(exc))}", file=sys.stderr)
-        return 1
+        return _error_status(args, exc)
     except KeyboardInterrupt:
         return 130
+
+
+def _error_status(args: argparse.Namespace, exc: BridgeError) -> int:
+    """1, or for a worker (``run --worker``) whose error no restart can fix, ``FATAL_STATUS``."""
+    if getattr(args, "worker", None) is None:
+        return 1
+    from bridge.runner import FATAL
+    from bridge.workers import FATAL_STATUS
+
+    return FATAL_STATUS if isinstance(exc, FATAL) else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--transport", choices=TRANSPORTS, help="override transport: of the config")
     run.add_argument("--max-events", type=_positive_int, metavar="N", help="stop after N events")
     run.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="stop after SECONDS without an event")
+    run.add_argument("--worker", type=_positive_int, help=argparse.SUPPRESS)  # set by the workers: N supervisor
     run.set_defaults(func=_run)
 
     broker = commands.add_parser("broker", parents=[common], help="run a local ActiveMQ broker (the embedded default)")
@@ -65,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--stomp-port", type=int, help="STOMP port (default 61613; 0: any free)")
     broker.add_argument("--persistent", action="store_true", help="keep messages on disk (KahaDB)")
     broker.add_argument("--data-dir", type=Path, help="where persistent messages live (default: ./broker-data)")
+    broker.add_argument("--ssl-port", type=int, help="also serve OpenWire over TLS (ssl://) here (0: any free)")
+    broker.add_argument("--stomp-ssl-port", type=int, help="also serve STOMP over TLS (stomp+ssl://) here (0: any free)")
+    broker.add_argument("--key-store", type=Path, help="the TLS connectors' certificate and key (PKCS12 or .jks); "
+                        "password from $AMQ_BROKER_KEY_STORE_PASSWORD")
+    broker.add_argument("--client-ca", type=Path, help="require TLS client certificates signed by this CA (PEM)")
     broker.set_defaults(func=_broker)
 
     publish = commands.add_parser("publish", parents=[common], help="publish AtData-shaped events to the feed topic")
@@ -115,12 +132,15 @@ def _load(args: argparse.Namespace) -> BridgeConfig:
     return config
 
 
-def _on_signals(first: Callable[[], None], grace: float | None = None) -> None:
+def _on_signals(first: Callable[[], None], grace: float | None = None,
+                before_exit: Callable[[], None] | None = None) -> None:
     """Call ``first`` on SIGINT/SIGTERM. A second signal, or ``grace`` seconds without the process
-    having exited, ends it at once (status 130) and acknowledges nothing more."""
+    having exited, ends it at once (status 130, after ``before_exit``) and acknowledges nothing more."""
     received = []
 
     def force(why: str) -> None:
+        if before_exit is not None:
+            before_exit()
         os.write(2, f"amq-bridge: {why}; exiting now, unacknowledged events will be delivered again\n".encode())
         os._exit(130)
 
@@ -143,6 +163,13 @@ def _run(args: argparse.Namespace) -> int:
     from bridge.runner import Runner
 
     config = _load(args)
+    if args.worker is not None:
+        from bridge import workers
+
+        workers.tag_logs(args.worker)
+        config = workers.worker_config(config, args.worker)
+    elif config.workers > 1:
+        return _supervise(args, config)
     runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
     _on_signals(runner.stop, config.shutdown_timeout)
     metrics = None
@@ -158,8 +185,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _supervise(args: argparse.Namespace, config: BridgeConfig) -> int:
+    """``workers: N``: run N worker processes of this same command (see :mod:`bridge.workers`)."""
+    from bridge.workers import Supervisor, worker_command, worker_env
+
+    options = ["--log-level", args.log_level, "--log-format", args.log_format]
+    for flag, value in (("--transport", args.transport), ("--max-events", args.max_events),
+                        ("--idle-timeout", args.idle_timeout)):
+        if value is not None:
+            options += [flag, str(value)]
+    supervisor = Supervisor(config, lambda i: worker_command(args.config, i, options), env=worker_env())
+    _on_signals(supervisor.stop, before_exit=supervisor.kill)
+    return supervisor.run()
+
+
 def _broker(args: argparse.Namespace) -> int:
-    from bridge.broker import BrokerOptions, serve
+    from bridge.broker import BrokerOptions, serve, tls_options
 
     options = BrokerOptions(host=args.host)
     if args.config is not None:
@@ -178,6 +219,8 @@ def _broker(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, stomp_port=args.stomp_port)
     if args.persistent:
         options = dataclasses.replace(options, persistent=True, data_dir=args.data_dir or Path("broker-data"))
+    options = tls_options(options, ssl_port=args.ssl_port, stomp_ssl_port=args.stomp_ssl_port,
+                          key_store=args.key_store, client_ca=args.client_ca)
     return serve(options)
 
 
