@@ -20,6 +20,13 @@ Features
   stream and bare messages become events with ``problem`` set.
 * The connection id is the JMS client id; a second connection with the same id is refused.
 * Connections left open are closed at interpreter exit, so the broker frees their ids at once.
+* TLS (``ssl://`` URLs): trust and identity from ``openwire.tls`` (see :mod:`bridge.tls`), host
+  name verified unless ``verify_hostname: false``; a handshake failure is a ``ConnectError``
+  whose message starts with ``TLS:`` and names the cause.
+* ``openwire.connection_factory``: a ``javax.jms.ConnectionFactory`` class of your own (e.g. a
+  subclass of ActiveMQ's) replaces ``ActiveMQConnectionFactory``; it must make ActiveMQ
+  connections. ActiveMQ's tuning (prefetch, redelivery...) is applied when it is an
+  ``ActiveMQConnectionFactory``.
 
 Connection String
 =================
@@ -30,7 +37,8 @@ Connection String
 Options
 =======
 ``openwire.urls``, ``openwire.prefetch`` (queue prefetch), ``openwire.heartbeat_ms``,
-``openwire.jars_dir``, ``openwire.classpath``, ``connect_timeout``, ``reconnect.*``,
+``openwire.jars_dir``, ``openwire.classpath``, ``openwire.tls.*``, ``openwire.connection_factory``,
+``connect_timeout``, ``reconnect.*``,
 ``credentials`` (empty username: none sent), ``subscription.connection_id``, ``max_message_bytes``.
 """
 
@@ -46,14 +54,14 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any, Sequence
 
-from bridge import jvm
+from bridge import jvm, tls
 from bridge.config import Destination
-from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError, ConnectionLostError,
-                           MessageError, TransportError)
+from bridge.errors import (AuthenticationError, ClientIdInUseError, ConfigError, ConnectError, ConnectionLostError,
+                           MessageError, TransportError, TransportUnavailableError)
 from bridge.event import Event, make_event
 from bridge.transports import openwire_batch
 from bridge.transports.base import Hooks, Transport
-from bridge.transports.openwire_url import broker_url, shown
+from bridge.transports.openwire_url import broker_url, shown, uses_tls
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -126,26 +134,23 @@ class OpenWireTransport(Transport):
                        options=cfg.openwire.jvm_options)
         java, endpoint = _java(), shown(cfg.openwire.urls)
         self.hooks.on_connecting(self.name, endpoint)
-        factory = java.Factory(broker_url(cfg.openwire.urls, timeout, heartbeat_ms=cfg.openwire.heartbeat_ms,
-                                          reconnect=cfg.reconnect))
-        if cfg.credentials.username:
-            factory.setUserName(cfg.credentials.username)
-            factory.setPassword(cfg.credentials.password)
-        factory.getPrefetchPolicy().setQueuePrefetch(cfg.openwire.prefetch)
-        factory.setWatchTopicAdvisories(False)  # no temporary destinations: one consumer less
-        # After a failover the broker redelivers what was not acked; the client's duplicate
-        # audit would "poison ack" exactly those messages to the DLQ. Let them through.
-        factory.setCheckForDuplicates(False)
-        # Every failover or crash raises the redelivery count of the messages in flight; after 6
-        # the client would send them to the DLQ. We never roll back: redelivery only comes
-        # from reconnecting, so there is no reason to give up on a message.
-        factory.getRedeliveryPolicy().setMaximumRedeliveries(-1)
-        factory.setConnectResponseTimeout(ms)
-        factory.setCloseTimeout(min(ms, 15000))
-        connection, watchdog, timed_out = None, None, threading.Event()
-        interrupts = java.AtomicInteger()
+        tls_config = cfg.openwire.tls
+        secure = uses_tls(cfg.openwire.urls)
         try:
-            connection = factory.createConnection()
+            ssl_context = tls.java_ssl_context(tls_config) if secure else None
+        except ConfigError as exc:
+            raise ConfigError(exc.reason, source=cfg.source, key=exc.key) from None
+        if secure and tls_config.insecure:
+            tls.warn_insecure(self.name, endpoint)
+        factory = self._factory(broker_url(cfg.openwire.urls, timeout, heartbeat_ms=cfg.openwire.heartbeat_ms,
+                                           reconnect=cfg.reconnect,
+                                           verify_hostname=tls_config.verify_hostname and not tls_config.insecure))
+        if isinstance(factory, java.Factory):
+            self._tune(factory, ms)
+        connection, watchdog, timed_out = None, None, threading.Event()
+        interrupts, started = java.AtomicInteger(), time.monotonic()
+        try:
+            connection = self._create_connection(factory, ssl_context)
             # Failover retries and silent peers can outlast every URL option: the watchdog
             # wakes start() from another thread when the time is up.
             watchdog = threading.Timer(timeout + 0.5, _wake, (connection, timed_out, timeout))
@@ -163,8 +168,9 @@ class OpenWireTransport(Transport):
             if not isinstance(exc, java.JException):
                 raise
             if timed_out.is_set():
-                raise ConnectError(f"cannot connect to {endpoint}: no answer within {timeout:g} s") from exc
-            raise self._connect_error(exc, endpoint) from exc
+                cause = self._tls_cause(exc, started) if secure else None
+                raise ConnectError(f"cannot connect to {endpoint}: {cause or f'no answer within {timeout:g} s'}") from exc
+            raise self._connect_error(exc, endpoint, started) from exc
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -175,6 +181,85 @@ class OpenWireTransport(Transport):
         _open.add(self)
         log.debug("connected to %s as %s", endpoint, cfg.subscription.connection_id)
         self._sync()
+
+    def _factory(self, url: str) -> Any:
+        """ActiveMQConnectionFactory for ``url``, or an instance of ``openwire.connection_factory``.
+
+        Raises:
+            TransportUnavailableError: The class is not on the classpath or cannot be constructed.
+            ConfigError: The class is not a javax.jms.ConnectionFactory.
+        """
+        java, name = _java(), self.config.openwire.connection_factory
+        if name is None:
+            return java.Factory(url)
+        import jpype
+
+        try:
+            cls = jpype.JClass(name)
+        except Exception as exc:
+            raise TransportUnavailableError(f"openwire.connection_factory: class {name} is not on the classpath "
+                                            f"(add its jar or folder to openwire.classpath): {exc}") from None
+        if not java.ConnectionFactory.class_.isAssignableFrom(cls.class_):
+            raise ConfigError(f"{name} is not a javax.jms.ConnectionFactory", source=self.config.source,
+                              key="openwire.connection_factory")
+        try:
+            factory = cls()
+        except Exception as exc:
+            raise TransportUnavailableError(f"openwire.connection_factory: {name}() failed: "
+                                            f"{self._redact(_describe(exc) if hasattr(exc, 'getCause') else str(exc))}") from None
+        if hasattr(factory, "setBrokerURL"):
+            factory.setBrokerURL(url)
+        else:
+            log.warning("openwire.connection_factory %s has no setBrokerURL: openwire.urls are not used", name)
+        if not isinstance(factory, java.Factory):
+            log.info("openwire.connection_factory %s is not an ActiveMQConnectionFactory: prefetch, redelivery "
+                     "and time-out settings are left to it", name)
+        log.debug("using connection factory %s", name)
+        return factory
+
+    def _tune(self, factory: Any, ms: int) -> None:
+        """Settings of an ActiveMQConnectionFactory (or subclass) this transport depends on."""
+        cfg = self.config
+        if cfg.credentials.username:
+            factory.setUserName(cfg.credentials.username)
+            factory.setPassword(cfg.credentials.password)
+        factory.getPrefetchPolicy().setQueuePrefetch(cfg.openwire.prefetch)
+        factory.setWatchTopicAdvisories(False)  # no temporary destinations: one consumer less
+        # ObjectMessages are refused unread; should anything call getObject() anyway, no class
+        # may be deserialized (ActiveMQ's own default list is set empty too).
+        factory.setTrustAllPackages(False)
+        factory.setTrustedPackages(_java().ArrayList())
+        # After a failover the broker redelivers what was not acked; the client's duplicate
+        # audit would "poison ack" exactly those messages to the DLQ. Let them through.
+        factory.setCheckForDuplicates(False)
+        # Every failover or crash raises the redelivery count of the messages in flight; after 6
+        # the client would send them to the DLQ. We never roll back: redelivery only comes
+        # from reconnecting, so there is no reason to give up on a message.
+        factory.getRedeliveryPolicy().setMaximumRedeliveries(-1)
+        factory.setConnectResponseTimeout(ms)
+        factory.setCloseTimeout(min(ms, 15000))
+
+    def _create_connection(self, factory: Any, ssl_context: Any) -> Any:
+        """``factory.createConnection()`` with ``ssl_context`` current: failover keeps the SslContext
+        current on this thread when it is created and uses it for every (re)connection."""
+        java, creds = _java(), self.config.credentials
+        previous = java.SslContext.getCurrentSslContext()
+        if ssl_context is not None:
+            java.SslContext.setCurrentSslContext(ssl_context)
+        try:
+            if isinstance(factory, java.Factory) or not creds.username:
+                connection = factory.createConnection()
+            else:
+                connection = factory.createConnection(creds.username, creds.password)
+        finally:
+            if ssl_context is not None:
+                java.SslContext.setCurrentSslContext(previous)
+        if not isinstance(connection, java.Connection):
+            _close_quietly(connection)
+            raise TransportUnavailableError(
+                f"openwire.connection_factory {self.config.openwire.connection_factory} made a "
+                f"{connection.getClass().getName()}, not an ActiveMQConnection; amq-bridge needs ActiveMQ's client")
+        return connection
 
     def subscribe(self, destination: Destination) -> None:
         """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
@@ -447,8 +532,22 @@ class OpenWireTransport(Transport):
         except Exception:  # a failing hook must not break the transport
             log.exception("%s hook failed", "on_connected" if up else "on_disconnected")
 
-    def _connect_error(self, exc: Any, endpoint: str) -> TransportError:
+    def _tls_cause(self, exc: Any, started: float) -> str | None:
+        """``TLS: <cause>`` from ``exc``, or from the failures failover logged since ``started``
+        while it retried (the exception itself then only says that time ran out)."""
+        cause = tls.describe_java_exception(exc)
+        logged = jvm.failover_failures_since(started)
+        for text in logged:
+            cause = cause or tls.describe_java([("", text)])
+        if cause is None and any(word in text for text in logged for word in tls.CLOSED_AFTER_HANDSHAKE):
+            cause = f"TLS: {tls.CLOSED_BY_BROKER}"
+        return cause
+
+    def _connect_error(self, exc: Any, endpoint: str, started: float = 0.0) -> TransportError:
         java, cause = _java(), self._redact(_describe(exc))
+        secure = self._tls_cause(exc, started) if uses_tls(self.config.openwire.urls) else None
+        if secure is not None:
+            return ConnectError(f"cannot connect to {endpoint}: {self._redact(secure)}")
         for link in _causes(exc):
             if isinstance(link, java.InvalidClientID):
                 return ClientIdInUseError(self.config.subscription.connection_id)
@@ -566,8 +665,12 @@ def _java() -> types.SimpleNamespace:
     java = types.SimpleNamespace(
         JException=jpype.JException, Listener=Listener, ByteArray=JArray(JByte), counting=counting,
         Factory=JClass("org.apache.activemq.ActiveMQConnectionFactory"),
+        ConnectionFactory=JClass("javax.jms.ConnectionFactory"),
+        Connection=JClass("org.apache.activemq.ActiveMQConnection"),
+        SslContext=JClass("org.apache.activemq.broker.SslContext"),
         Failover=JClass("org.apache.activemq.transport.failover.FailoverTransport"),
         AtomicInteger=JClass("java.util.concurrent.atomic.AtomicInteger"),
+        ArrayList=JClass("java.util.ArrayList"),
         Negotiator=JClass("org.apache.activemq.transport.WireFormatNegotiator"),
         PERSISTENT=mode.PERSISTENT, NON_PERSISTENT=mode.NON_PERSISTENT,
         UTF_8=JClass("java.nio.charset.StandardCharsets").UTF_8, IOError=JClass("java.io.IOException"),

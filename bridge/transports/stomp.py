@@ -4,11 +4,13 @@ Features
 ========
 * STOMP 1.2 ``CONNECT`` with ``login``/``passcode`` and ``client-id`` (the connection id).
 * Heart-beats both ways; a broker that falls silent is reported as a lost connection.
-* ``client-individual`` acks, one ``ACK`` per event; never ``NACK`` (ActiveMQ sends a NACKed
-  message straight to the dead-letter queue). Prefetch per subscription; bodies stay bytes.
+* ``client`` (cumulative) acks, used so that an ``ACK`` never covers an event not acked yet:
+  one ``ACK`` per batch, not per event. Never ``NACK`` (ActiveMQ sends a NACKed message
+  straight to the dead-letter queue). Prefetch per subscription; bodies stay bytes.
 * Driver errors become ``ConnectError``, ``AuthenticationError``, ``ClientIdInUseError`` or
   ``ConnectionLostError``.
-* No automatic reconnection (the runner reconnects), no TLS, no transactions.
+* TLS with ``stomp.tls`` (see :mod:`bridge.tls`); no automatic reconnection (the runner
+  reconnects), no transactions.
 
 Connection String
 =================
@@ -28,14 +30,14 @@ Options
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
-import queue
 import socket
+import ssl
 import threading
+from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import stomp
 from stomp.exception import StompException
@@ -44,6 +46,7 @@ from stomp.protocol import Protocol12
 from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError,
                            ConnectionLostError, TransportError)
 from bridge.event import Event, make_event
+from bridge.transports import stomp_reader
 from bridge.transports.base import Hooks, Transport
 
 if TYPE_CHECKING:
@@ -67,16 +70,39 @@ class _Link(stomp.ConnectionListener):
 
     def __init__(self, owner: "StompTransport", conn: stomp.StompConnection12, endpoint: str) -> None:
         self.owner, self.conn, self.endpoint = owner, conn, endpoint
-        self.frames: queue.Queue[Any] = queue.Queue(owner.config.stomp.prefetch + 64)
+        # (headers, body) of each MESSAGE, then _LOST; unbounded, as the broker sends at most
+        # ``prefetch`` unacknowledged messages per subscription. ``arrived`` is set after an append.
+        self.frames: deque[Any] = deque()
+        self.arrived = threading.Event()
         self.answered = threading.Event()  # CONNECTED, ERROR or end of socket while connecting
         self.gone = threading.Event()
         self.up = self.closing = False
         self.refusal: tuple[str, str] | None = None  # (first line, whole text) of the ERROR to CONNECT
         self.lost_reason: str | None = None
         self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
+        self.windows: dict[str, _Window] = {}  # subscription id -> its deliveries not yet acked
         self.receipts: dict[str, threading.Event] = {}
         self.receipt_errors: dict[str, str] = {}
+        self.read_error: OSError | None = None  # why the socket's last read failed (a TLS alert...)
         self._lock = threading.Lock()
+        self._note_read_errors(conn.transport)
+        # MESSAGE frames come to on_messages, a read at a time (stomp_reader), or to on_message.
+        stomp_reader.install(conn, self.on_messages)
+
+    def _note_read_errors(self, transport: Any) -> None:
+        """Keep the error of a failed socket read, which stomp.py drops before CONNECTED: a broker
+        refusing our client certificate (TLS 1.3) says so only in an alert on the first read."""
+        sock = transport.socket
+        recv = sock.recv
+
+        def recv_noting(*args: Any) -> Any:
+            try:
+                return recv(*args)
+            except OSError as exc:
+                self.read_error = exc
+                raise
+        if isinstance(sock, ssl.SSLSocket):  # a plain socket's errors say nothing more
+            sock.recv = recv_noting
 
     def on_connected(self, frame: Any) -> None:
         self.up = True
@@ -101,12 +127,12 @@ class _Link(stomp.ConnectionListener):
             waiter.set()
 
     def on_message(self, frame: Any) -> None:
-        item = (frame.headers, frame.body)
-        while not self.closing:  # a full queue holds the socket back; the broker's prefetch bounds it
-            try:
-                return self.frames.put(item, timeout=0.1)
-            except queue.Full:
-                pass
+        self.on_messages(((frame.headers, frame.body),))
+
+    def on_messages(self, items: Iterable[tuple[dict[str, str], bytes]]) -> None:
+        self.frames.extend(items)
+        if not self.arrived.is_set():  # set already while receive() is busy: no lock taken then
+            self.arrived.set()
 
     def on_disconnected(self) -> None:
         with self._lock:
@@ -124,8 +150,8 @@ class _Link(stomp.ConnectionListener):
         self.answered.set()
         for waiter in list(self.receipts.values()):
             waiter.set()
-        with contextlib.suppress(queue.Full):  # when full, receive() sees lost_reason after the frames
-            self.frames.put_nowait(_LOST)
+        self.frames.append(_LOST)
+        self.arrived.set()
         if was_up:
             try:
                 self.owner.hooks.on_disconnected(self.owner.name, self.lost_reason)
@@ -156,6 +182,40 @@ class _Link(stomp.ConnectionListener):
                 thread.join(2.0)
 
 
+def _raise_tls_refusal(link: _Link, host: str) -> None:
+    """Raise a ConnectError naming the TLS cause when the connection ended with a TLS alert."""
+    if isinstance(link.read_error, ssl.SSLError):
+        from bridge import tls
+        raise ConnectError(f"{link.endpoint} ({tls.describe_python(link.read_error, host)})") from link.read_error
+
+
+class _Window:
+    """One subscription's deliveries that the broker still counts as unacknowledged, oldest first.
+
+    The subscription uses ActiveMQ's ``ack:client`` mode, where an ``ACK`` acknowledges that
+    message and every one delivered before it on the subscription. So an ``ACK`` goes out only
+    for the newest message of the oldest run of deliveries that were all acked: one frame per
+    batch when the runner acks in order, and never one that covers a message not acked yet (an
+    event acked ahead of older ones waits for them; if the connection drops first, the broker
+    delivers it again, as at-least-once allows).
+    """
+
+    __slots__ = ("link", "order", "done")
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+        self.order: deque[tuple[int, str]] = deque()  # (delivery tag, STOMP ack id), delivery order
+        self.done: set[int] = set()  # tags acked by the caller, not yet covered by an ACK sent
+
+    def covered(self) -> str | None:
+        """Drop the oldest deliveries that were all acked; the ack id an ACK must name, or None."""
+        order, done, last = self.order, self.done, None
+        while order and order[0][0] in done:
+            tag, last = order.popleft()
+            done.discard(tag)
+        return last
+
+
 class StompTransport(Transport):
     """ActiveMQ over STOMP 1.2 (stomp.py); see the module docstring."""
 
@@ -164,7 +224,7 @@ class StompTransport(Transport):
     def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
         super().__init__(config, hooks)
         self._link: _Link | None = None
-        self._pending: dict[int, tuple[_Link, str]] = {}  # delivery tag -> (link, STOMP ack id)
+        self._pending: dict[int, _Window] = {}  # delivery tag -> the window holding it
         self._sent = 0
         self._tags = itertools.count(1)  # never reused, so a stale tag cannot ack a newer delivery
 
@@ -207,6 +267,9 @@ class StompTransport(Transport):
         # transport.socket is set (if that changes: one attempt, no sleep, still within timeout).
         try:
             sock = socket.create_connection((host, port), timeout)
+            if self.config.stomp.tls.enabled:  # raises ConnectError naming the TLS cause
+                from bridge import tls
+                sock = tls.wrap(sock, host, self.config.stomp.tls, max(0.1, deadline - monotonic()), endpoint=endpoint)
             sock.settimeout(None)
         except OSError as exc:
             raise ConnectError(f"{endpoint} ({exc.strerror or str(exc) or type(exc).__name__})") from exc
@@ -224,12 +287,14 @@ class StompTransport(Transport):
             link.answered.wait(max(0.0, deadline - monotonic()))
         except (StompException, OSError) as exc:
             link.shutdown(0)
+            _raise_tls_refusal(link, host)
             raise ConnectError(f"{endpoint} ({str(exc) or type(exc).__name__})") from exc
         if link.up:
             return link
         closed = link.gone.is_set()
         link.shutdown(0)
         if link.refusal is None:
+            _raise_tls_refusal(link, host)
             why = "closed the connection" if closed else f"did not answer CONNECT within {timeout:.1f}s"
             raise ConnectError(f"{endpoint} {why} (is it a STOMP port?)")
         summary, text = link.refusal
@@ -242,7 +307,7 @@ class StompTransport(Transport):
         raise ConnectError(f"{endpoint} refused the connection: {summary}") from cause
 
     def subscribe(self, destination: "Destination") -> None:
-        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
+        """SUBSCRIBE with ``client`` (cumulative) acks and wait for the broker's receipt.
 
         Raises:
             TransportError: The broker refused (or did not confirm) the subscription.
@@ -250,10 +315,10 @@ class StompTransport(Transport):
         """
         link = self._current(live=True)
         sub_id = f"sub-{len(link.subscriptions) + 1}"
-        link.subscriptions[sub_id] = str(destination)
+        link.subscriptions[sub_id], link.windows[sub_id] = str(destination), _Window(link)
         headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
         self._confirmed(link, sub_id, f"subscribe {destination}",
-                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
+                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client",
                                                       headers={**headers, **h}),
                         self.config.connect_timeout)
 
@@ -267,49 +332,81 @@ class StompTransport(Transport):
         """
         link = self._current()
         frames = link.frames
-        if link.lost_reason and frames.empty():
-            raise ConnectionLostError(link.lost_reason)
+        if not frames:
+            if link.lost_reason:
+                raise ConnectionLostError(link.lost_reason)
+            if timeout > 0:
+                link.arrived.clear()
+                if not frames:  # appended before the clear: on_message saw the event still set
+                    link.arrived.wait(timeout)
         events: list[Event] = []
-        max_bytes, subs, pending, tags = self.config.max_message_bytes, link.subscriptions, self._pending, self._tags
-        try:
-            item = frames.get(timeout=timeout) if timeout > 0 else frames.get_nowait()
-            while item is not _LOST:
-                headers, body = item
-                tag, stamp = next(tags), headers.get("timestamp", "")
-                pending[tag] = (link, headers.get("ack") or headers.get("message-id", ""))
-                events.append(make_event(
-                    body, max_bytes, message_id=headers.get("message-id", ""),
-                    destination=subs.get(headers.get("subscription", ""), ""),
-                    timestamp=int(stamp) if stamp.isdigit() else None,
-                    redelivered=headers.get("redelivered") == "true", transport="stomp", headers=headers,
-                    delivery_tag=tag))
-                if len(events) >= max_events:
-                    break
-                item = frames.get_nowait()
-        except queue.Empty:
-            pass
+        max_bytes, subs, windows = self.config.max_message_bytes, link.subscriptions, link.windows
+        pending, tags, popleft = self._pending, self._tags, frames.popleft
+        while len(events) < max_events:
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            if item is _LOST:
+                break
+            headers, body = item
+            tag, stamp, sub = next(tags), headers.get("timestamp", ""), headers.get("subscription", "")
+            window = windows.get(sub) or windows.setdefault(sub, _Window(link))
+            window.order.append((tag, headers.get("ack") or headers.get("message-id", "")))
+            pending[tag] = window
+            events.append(make_event(
+                body, max_bytes, message_id=headers.get("message-id", ""), destination=subs.get(sub, ""),
+                timestamp=int(stamp) if stamp.isdigit() else None,
+                redelivered=headers.get("redelivered") == "true", transport="stomp", headers=headers,
+                delivery_tag=tag))
         if not events and link.lost_reason:
             raise ConnectionLostError(link.lost_reason)
         return events
 
     def ack(self, event: Event) -> None:
-        """Send a STOMP 1.2 ``ACK`` for this one delivery.
+        """Acknowledge this one delivery; see :meth:`ack_many`."""
+        self.ack_many((event,))
+
+    def ack_many(self, events: Sequence[Event]) -> None:
+        """Acknowledge these deliveries, with at most one ``ACK`` frame per subscription.
+
+        The subscription acks cumulatively (see :class:`_Window`): when the events are every
+        delivery not acked yet, oldest first (how the runner acks a batch), the one frame names
+        the last of them.
 
         Raises:
-            TransportError: The event was not delivered by this connection, or was acked already.
-            ConnectionLostError: The connection it came over is gone (the broker redelivers it).
+            TransportError: An event was not delivered by this connection, or was acked already;
+                the events before it are acknowledged, it and the ones after it are not.
+            ConnectionLostError: The connection they came over is gone (the broker redelivers them).
         """
-        entry = self._pending.pop(event.delivery_tag, None) if event.transport == self.name else None
-        if entry is None:
-            raise TransportError(f"stomp: unknown delivery tag {event.delivery_tag} of message "
-                                 f"{event.message_id!r} (acked already, or from another connection)")
-        link, ack_id = entry
-        if not link.up:
-            raise ConnectionLostError(f"cannot ack {event.message_id!r}: {link.lost_reason or 'not connected'}")
-        try:
-            link.conn.ack(ack_id)
-        except (StompException, OSError) as exc:
-            raise ConnectionLostError(f"cannot ack {event.message_id!r} on {link.endpoint}: {exc}") from exc
+        pending = self._pending
+        touched: dict[_Window, None] = {}  # an ordered set
+        error: TransportError | None = None
+        for event in events:
+            window = pending.pop(event.delivery_tag, None) if event.transport == self.name else None
+            if window is None:
+                error = TransportError(f"stomp: unknown delivery tag {event.delivery_tag} of message "
+                                       f"{event.message_id!r} (acked already, or from another connection)")
+                break
+            window.done.add(event.delivery_tag)
+            touched[window] = None
+        for window in touched:
+            link = window.link
+            if not link.up:
+                error = error or ConnectionLostError(f"cannot ack on {link.endpoint}: "
+                                                     f"{link.lost_reason or 'not connected'}")
+                continue
+            ack_id = window.covered()
+            if ack_id is None:
+                continue
+            try:
+                link.conn.ack(ack_id)
+            except (StompException, OSError) as exc:
+                lost = ConnectionLostError(f"cannot ack on {link.endpoint}: {exc}")
+                lost.__cause__ = exc
+                error = error or lost
+        if error is not None:
+            raise error
 
     def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:
         """SEND ``body`` as ``application/json``; ``persistent`` asks the broker to store it.
