@@ -3,7 +3,8 @@
 ``pause()`` makes both directions of every connection (and of connections accepted during the
 pause) stop moving bytes: nothing is read, so the peers' socket buffers fill and TCP holds them
 back, as on a network path that went silent. No FIN or RST is sent. ``resume()`` lets the held
-bytes through; ``close()`` closes every socket.
+bytes through; ``drop()`` closes the connections (new ones are still accepted); ``close()``
+closes every socket.
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ class TcpProxy:
     def resume(self) -> None:
         """Forward again, starting with the bytes held during the pause."""
         self._flowing.set()
+
+    def drop(self) -> None:
+        """Close every connection now, as a broker or a network path that went away; the
+        listener stays, so clients can connect again."""
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the peer sees the end now, not when a pump notices
+            except OSError:
+                pass
+            _close(sock)
 
     def close(self) -> None:
         """Close the listener and every connection; safe to call twice."""
