@@ -15,13 +15,22 @@ from bridge.jvm import classpath
 config_path, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 jars = Path(__file__).resolve().parents[2] / "jars"
-jpype.startJVM("-Xrs", classpath=classpath(jars), convertStrings=False)  # the host's own JVM
+# the host's own JVM; mode "nojars": one without the ActiveMQ client on its class path
+jpype.startJVM("-Xrs", classpath=[] if mode == "nojars" else classpath(jars), convertStrings=False)
 jvm = jpype.java.lang.management.ManagementFactory.getRuntimeMXBean().getName()
 
 import bridge  # noqa: E402
+from bridge.errors import BridgeError  # noqa: E402
 
 seen = []
-if mode == "open":
+error = None
+if mode == "nojars":
+    try:
+        with bridge.open(config_path) as stream:
+            stream.receive(timeout=30)
+    except BridgeError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+elif mode == "open":
     with bridge.open(config_path) as stream:
         for event in stream:
             seen.append(event.data)
@@ -31,4 +40,5 @@ if mode == "open":
 else:
     bridge.run(config_path, lambda events: seen.extend(e.data for e in events), max_events=count, idle_timeout=60)
 same_jvm = jpype.java.lang.management.ManagementFactory.getRuntimeMXBean().getName() == jvm
-print(json.dumps({"seen": seen, "same_jvm": bool(same_jvm), "jvm_running": bool(jpype.isJVMStarted())}))
+print(json.dumps({"seen": seen, "same_jvm": bool(same_jvm), "jvm_running": bool(jpype.isJVMStarted()),
+                  "error": error}))

@@ -69,3 +69,35 @@ def test_embedding_example_runs_and_acks(broker: Broker, tmp_path: Path, namespa
     again = subprocess.run([sys.executable, str(ROOT / "examples/embed.py"), "-c", str(config),
                             "--idle-timeout", "2"], capture_output=True, env=child_env(), cwd=ROOT, timeout=60)
     assert again.returncode == 0 and again.stdout == b"", again.stderr.decode()[-2000:]
+
+
+def test_host_jvm_without_activemq_classes_is_named_and_left_running(broker: Broker, tmp_path: Path,
+                                                                     namespace: str) -> None:
+    config = write_config(tmp_path / "lib.yaml", broker=broker, transport="openwire", namespace=namespace)
+    child = subprocess.run([sys.executable, str(ROOT / "tests/integration/library_child.py"), str(config),
+                            "nojars", "1"], capture_output=True, env=child_env(), cwd=ROOT, timeout=120)
+    assert child.returncode == 0, child.stderr.decode()[-3000:]
+    result = json.loads(child.stdout.decode().strip().splitlines()[-1])
+    assert result["error"] and result["error"].startswith("TransportUnavailableError"), result
+    assert "org.apache.activemq.ActiveMQConnectionFactory" in result["error"], result
+    assert result["jvm_running"] and result["same_jvm"]
+
+
+def test_own_connection_factory_class_is_used(broker: Broker, spawn, tmp_path: Path, namespace: str) -> None:
+    """openwire.connection_factory: a javax.jms.ConnectionFactory class from openwire.classpath."""
+    classes, marker = tmp_path / "classes", tmp_path / "factory.marker"
+    source = ROOT / "tests/java/org/amqbridge/test/MarkingConnectionFactory.java"
+    jars = [str(ROOT / "jars" / name) for name in ("activemq-client.jar", "geronimo-jms_1.1_spec.jar")]
+    compiled = subprocess.run(["javac", "-nowarn", "-d", str(classes), "-cp", ":".join(jars), str(source)],
+                              capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stderr
+    config = write_config(tmp_path / "f.yaml", broker=broker, transport="openwire", namespace=namespace,
+                          openwire={"connection_factory": "org.amqbridge.test.MarkingConnectionFactory",
+                                    "classpath": [str(classes)],
+                                    "jvm_options": ["-Xmx256m", f"-Damqbridge.test.marker={marker}"]})
+    bridge = spawn(config, "--max-events", str(N), "--idle-timeout", "60")
+    bridge.wait_for("subscribed to")
+    publish(config, N)
+    assert bridge.wait() == 0, bridge.stderr
+    assert [e["data"] for e in bridge.events()] == [sample_event(i) for i in range(N)]
+    assert marker.read_text().startswith("createConnection broker=failover:"), marker.read_text()
