@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from bridge.event import Event
 
 
 class RecentIds:
@@ -19,13 +22,20 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def unseen(self, events: Sequence[Event]) -> list[Event]:
+        """The events whose message id is not remembered, in order."""
+        ids = self._ids
+        return [event for event in events if event.message_id not in ids]
+
     def add(self, message_ids: Iterable[str]) -> None:
         """Remember ``message_ids``, forgetting the oldest beyond ``size``."""
         if not self.size:
             return
         ids = self._ids
         for message_id in message_ids:
-            ids[message_id] = None
-            ids.move_to_end(message_id)
+            if message_id in ids:
+                ids.move_to_end(message_id)
+            else:
+                ids[message_id] = None
         while len(ids) > self.size:
             ids.popitem(last=False)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from bridge.errors import TransportUnavailableError
 
@@ -200,3 +200,22 @@ def _quiet_java_logging() -> None:
     for handler in root.getHandlers():
         handler.setLevel(Level.WARNING)
         handler.setFilter(_java_log_filter)
+
+
+def causes(exc: Any) -> list[Any]:
+    """A Java throwable and its causes (a JMSException may keep its cause as linked exception)."""
+    chain: list[Any] = []
+    while exc is not None and len(chain) < 10 and exc not in chain:
+        chain.append(exc)
+        cause = exc.getCause()
+        exc = exc.getLinkedException() if cause is None and hasattr(exc, "getLinkedException") else cause
+    return chain
+
+
+def describe(exc: Any) -> str:
+    """One line: the deepest cause that has a message, as ``SimpleClassName: message``."""
+    for link in reversed(causes(exc)):
+        message = link.getMessage()
+        if message is not None and str(message).strip():
+            return f"{link.getClass().getSimpleName()}: {' '.join(str(message).split())}"
+    return str(exc.getClass().getName())

@@ -229,7 +229,7 @@ class Runner:
     def _deliver(self, transport: Transport, events: Sequence[Event]) -> None:
         stats = self.stats
         stats.received += len(events)
-        fresh = [e for e in events if e.message_id not in self.recent] if self.recent.size else list(events)
+        fresh = self.recent.unseen(events) if self.recent.size else list(events)
         stats.duplicates += len(events) - len(fresh)
         good = [e for e in fresh if e.problem is None]
         bad = [e for e in fresh if e.problem is not None] if len(good) < len(fresh) else []

@@ -23,6 +23,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Iterable
 
+from bridge import jvm
 from bridge.config import TlsConfig
 from bridge.errors import ConfigError, ConnectError
 
@@ -162,7 +163,7 @@ def _load_store(path: Path, password: str, kind: str | None, key: str) -> Any:
         finally:
             stream.close()
     except JException as exc:
-        raise ConfigError(f"cannot load {path} as a {store_type(path, kind)} store ({_java_message(exc)}); "
+        raise ConfigError(f"cannot load {path} as a {store_type(path, kind)} store ({jvm.describe(exc)}); "
                           "check the file, its type and its password", key=key) from None
     return store
 
@@ -210,7 +211,7 @@ def _certificates(path: Path, key: str) -> list[Any]:
         finally:
             stream.close()
     except JException as exc:
-        raise ConfigError(f"cannot read certificates from {path} ({_java_message(exc)})", key=key) from None
+        raise ConfigError(f"cannot read certificates from {path} ({jvm.describe(exc)})", key=key) from None
     if not certs:
         raise ConfigError(f"{path} holds no PEM certificate", key=key)
     return certs
@@ -282,23 +283,6 @@ def _trust_all_class() -> Any:
     return TrustAll
 
 
-def _java_message(exc: Any) -> str:
-    for link in reversed(_java_chain(exc)):
-        message = link.getMessage()
-        if message is not None and str(message).strip():
-            return f"{link.getClass().getSimpleName()}: {' '.join(str(message).split())}"
-    return str(exc.getClass().getName())
-
-
-def _java_chain(exc: Any) -> list[Any]:
-    chain: list[Any] = []
-    while exc is not None and len(chain) < 12 and exc not in chain:
-        chain.append(exc)
-        cause = exc.getCause()
-        exc = exc.getLinkedException() if cause is None and hasattr(exc, "getLinkedException") else cause
-    return chain
-
-
 def describe_java(messages: Iterable[tuple[str, str]], host: str = "") -> str | None:
     """``TLS: <cause>`` from ``(class simple name, message)`` pairs of a Java exception chain, else None."""
     pairs = [(name, " ".join((text or "").split())) for name, text in messages]
@@ -322,4 +306,4 @@ def describe_java(messages: Iterable[tuple[str, str]], host: str = "") -> str | 
 def describe_java_exception(exc: Any, host: str = "") -> str | None:
     """:func:`describe_java` for a Java throwable (JPype), following causes and linked exceptions."""
     return describe_java(((str(link.getClass().getSimpleName()), str(link.getMessage() or ""))
-                          for link in _java_chain(exc)), host)
+                          for link in jvm.causes(exc)), host)

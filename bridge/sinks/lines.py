@@ -22,6 +22,7 @@ torn last line (never acknowledged: only whole batches are), so a transient erro
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,9 +43,32 @@ log = logging.getLogger(__name__)
 ROTATED = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.(\d+))?")
 
 
-def event_line(event: Event) -> str:
-    """The JSON line written for an event."""
-    return json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n"
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted(text: str) -> bytes:
+    """A JSON string, for the few distinct destinations and transport names."""
+    return _encode(text).encode()
+
+
+def event_line(event: Event) -> bytes:
+    """The JSON line written for an event: :meth:`Event.to_json`, UTF-8.
+
+    ``data`` is the message body itself, as published, when it is one line (it decoded to a JSON
+    object, so it is valid JSON as it stands); a body with a line break in it is encoded again.
+    """
+    body = event.body
+    if event.data is None or b"\n" in body or b"\r" in body:
+        return _encode(event.to_json()).encode() + b"\n"
+    stamp = event.timestamp
+    return b"".join((
+        b'{"message_id":', _encode(event.message_id).encode(),
+        b',"destination":', _quoted(event.destination),
+        b',"timestamp":', b"null" if stamp is None else str(stamp).encode(),
+        b',"redelivered":', b"true" if event.redelivered else b"false",
+        b',"transport":', _quoted(event.transport),
+        b',"data":', body.strip(b" \t"), b"}\n"))
 
 
 def _why(exc: Exception) -> str:
@@ -65,7 +89,7 @@ class StdoutSink(Sink):
         if self.stream is None:
             raise SinkError("stdout sink is not open")
         try:
-            self.stream.write("".join(map(event_line, events)))
+            self.stream.write(b"".join(map(event_line, events)).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise SinkError(f"stdout sink cannot write: {exc}") from exc
 
@@ -157,7 +181,7 @@ class JsonlSink(Sink):
                 pass  # the same error again, from the buffered part
 
     def write(self, events: Sequence[Event]) -> None:
-        data = "".join(map(event_line, events)).encode("utf-8")
+        data = b"".join(map(event_line, events))
         if self.stream is None:
             self._open()
         elif not self.dirty and self._due(len(data)):

@@ -2,8 +2,11 @@
 
 Features
 ========
-* Individual acknowledgement: ``ack(event)`` acks that one message, ``ack_many(events)`` each of
-  them; whatever is unacked is redelivered, to the next connection or after a failover.
+* Acknowledgement never covers a message the caller has not acked: with the helper jar the
+  session is ``CLIENT_ACKNOWLEDGE`` and one acknowledgement goes out once every message received
+  so far was acked (one broker command per batch, as the runner acks whole batches); without
+  it, ``INDIVIDUAL_ACKNOWLEDGE``, one per message. Whatever is unacked is redelivered, to the
+  next connection or after a failover.
 * Batches cross into Java once: with ``jars/amq-bridge-helper.jar`` (built by scripts/setup, see
   :mod:`bridge.transports.openwire_batch`) a ``receive()`` and an ``ack_many()`` are one Java call
   each; without it, the same is done with JPype calls per message.
@@ -69,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
+CLIENT_ACKNOWLEDGE = 2  # javax.jms.Session.CLIENT_ACKNOWLEDGE
 AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
 CLOSE_WAIT = 5.0  # seconds close() waits for the Java side; see _close_quietly
 #: This many interruptions within FLAP_WINDOW seconds and the connection counts as lost; see _sync.
@@ -100,6 +104,7 @@ class OpenWireTransport(Transport):
         self._destination = ""
         self._producers: dict[Destination, Any] = {}
         self._batch: openwire_batch.BatchReceiver | None = None  # the helper; it keeps the messages
+        self._cumulative = False  # the session acknowledges cumulatively (CLIENT_ACKNOWLEDGE)
         # delivery tag -> (javax.jms.Message, or None when the helper keeps it; epoch)
         self._unacked: dict[int, tuple[Any, int]] = {}
         self._next_tag = 0
@@ -160,7 +165,7 @@ class OpenWireTransport(Transport):
             connection.setExceptionListener(java.Listener(weakref.ref(self)))
             connection.setClientID(cfg.subscription.connection_id)
             connection.start()
-            session = connection.createSession(False, INDIVIDUAL_ACKNOWLEDGE)
+            session = connection.createSession(False, self._ack_mode())
             failover = connection.getTransport().narrow(java.Failover)
         except BaseException as exc:
             if connection is not None:  # after a time-out, closing may wait as long again
@@ -206,7 +211,7 @@ class OpenWireTransport(Transport):
             factory = cls()
         except Exception as exc:
             raise TransportUnavailableError(f"openwire.connection_factory: {name}() failed: "
-                                            f"{self._redact(_describe(exc) if hasattr(exc, 'getCause') else str(exc))}") from None
+                                            f"{self._redact(jvm.describe(exc) if hasattr(exc, 'getCause') else str(exc))}") from None
         if hasattr(factory, "setBrokerURL"):
             factory.setBrokerURL(url)
         else:
@@ -261,6 +266,12 @@ class OpenWireTransport(Transport):
                 f"{connection.getClass().getName()}, not an ActiveMQConnection; amq-bridge needs ActiveMQ's client")
         return connection
 
+    def _ack_mode(self) -> int:
+        """CLIENT_ACKNOWLEDGE with the helper (one acknowledgement per batch, once every message
+        received was acked: see openwire_batch), else INDIVIDUAL_ACKNOWLEDGE."""
+        self._cumulative = openwire_batch.available()
+        return CLIENT_ACKNOWLEDGE if self._cumulative else INDIVIDUAL_ACKNOWLEDGE
+
     def subscribe(self, destination: Destination) -> None:
         """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
         self._check()
@@ -270,7 +281,7 @@ class OpenWireTransport(Transport):
             raise TransportError(f"already consuming {self._destination}; one destination per connection")
         try:
             self._consumer = self._session.createConsumer(_java_destination(self._session, destination))
-            self._batch = openwire_batch.load(self._consumer)
+            self._batch = openwire_batch.load(self._consumer, cumulative=self._cumulative)
         except _java().JException as exc:
             raise self._runtime_error(f"cannot consume {destination}", exc) from exc
         self._destination = str(destination)
@@ -320,7 +331,7 @@ class OpenWireTransport(Transport):
         return [self._event(message, epoch) for message in messages]
 
     def ack(self, event: Event) -> None:
-        """Acknowledge exactly this event's message.
+        """Acknowledge this event's message (with the helper: once every message received so far is acked).
 
         A message delivered before the connection was interrupted is not acknowledged: the
         broker redelivers it anyway (logged at DEBUG).
@@ -332,7 +343,8 @@ class OpenWireTransport(Transport):
         self.ack_many((event,))
 
     def ack_many(self, events: Sequence[Event]) -> None:
-        """Acknowledge each of these events' messages individually, in order: one Java call with the helper.
+        """Acknowledge these events' messages, in order: one Java call and (cumulative) one
+        acknowledgement with the helper, once nothing received is left unacked.
 
         As ``ack()`` on each in turn: an unknown tag raises once the events before it are acked.
 
@@ -544,11 +556,11 @@ class OpenWireTransport(Transport):
         return cause
 
     def _connect_error(self, exc: Any, endpoint: str, started: float = 0.0) -> TransportError:
-        java, cause = _java(), self._redact(_describe(exc))
+        java, cause = _java(), self._redact(jvm.describe(exc))
         secure = self._tls_cause(exc, started) if uses_tls(self.config.openwire.urls) else None
         if secure is not None:
             return ConnectError(f"cannot connect to {endpoint}: {self._redact(secure)}")
-        for link in _causes(exc):
+        for link in jvm.causes(exc):
             if isinstance(link, java.InvalidClientID):
                 return ClientIdInUseError(self.config.subscription.connection_id)
             if isinstance(link, (java.JMSSecurity, java.Security)):
@@ -556,8 +568,8 @@ class OpenWireTransport(Transport):
         return ConnectError(f"cannot connect to {endpoint}: {cause}")
 
     def _runtime_error(self, what: str, exc: Any) -> TransportError:
-        cause = self._redact(_describe(exc))
-        if self._lost is not None or any(isinstance(link, _java().Lost) for link in _causes(exc)):
+        cause = self._redact(jvm.describe(exc))
+        if self._lost is not None or any(isinstance(link, _java().Lost) for link in jvm.causes(exc)):
             return ConnectionLostError(f"{what}: connection lost ({self._lost or cause})")
         return TransportError(f"{what}: {cause}")
 
@@ -572,25 +584,6 @@ def _java_destination(session: Any, destination: Destination) -> Any:
     return session.createQueue(destination.name)
 
 
-def _causes(exc: Any) -> list[Any]:
-    """A Java throwable and its causes (a JMSException may keep its cause as linked exception)."""
-    chain: list[Any] = []
-    while exc is not None and len(chain) < 10 and exc not in chain:
-        chain.append(exc)
-        cause = exc.getCause()
-        exc = exc.getLinkedException() if cause is None and hasattr(exc, "getLinkedException") else cause
-    return chain
-
-
-def _describe(exc: Any) -> str:
-    """One line: the deepest cause that has a message, as ``SimpleClassName: message``."""
-    for link in reversed(_causes(exc)):
-        message = link.getMessage()
-        if message is not None and str(message).strip():
-            return f"{link.getClass().getSimpleName()}: {' '.join(str(message).split())}"
-    return str(exc.getClass().getName())
-
-
 def _close_quietly(connection: Any, wait: float = CLOSE_WAIT) -> None:
     """Close ``connection``, waiting at most ``wait`` seconds; the rest finishes in the background.
 
@@ -603,7 +596,7 @@ def _close_quietly(connection: Any, wait: float = CLOSE_WAIT) -> None:
             connection.close()
         except Exception as exc:
             log.warning("closing the OpenWire connection failed: %s",
-                        _describe(exc) if hasattr(exc, "getCause") else exc)
+                        jvm.describe(exc) if hasattr(exc, "getCause") else exc)
 
     closer = threading.Thread(target=close, name="amq-bridge openwire close", daemon=True)
     closer.start()
@@ -651,8 +644,8 @@ def _java() -> types.SimpleNamespace:
         def onException(self, exc: Any) -> None:  # noqa: N802 - Java's name
             transport = self.transport()
             if transport is not None:  # transport failures carry an IOException; others are reports
-                lost = any(isinstance(link, java.IOError) for link in _causes(exc))
-                transport._on_exception(transport._redact(_describe(exc)), lost)
+                lost = any(isinstance(link, java.IOError) for link in jvm.causes(exc))
+                transport._on_exception(transport._redact(jvm.describe(exc)), lost)
 
     event_handler = JClass("java.beans.EventHandler")
     transport_listener = JClass("org.apache.activemq.transport.TransportListener")

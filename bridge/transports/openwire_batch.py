@@ -13,11 +13,13 @@ import functools
 import logging
 from typing import Any, Sequence
 
-from bridge.event import Event, make_event
+from bridge.errors import MessageError
+from bridge.event import Event, decode_body
 
 log = logging.getLogger(__name__)
 
 CLASS = "org.amqbridge.BatchReceiver"
+_NO_HEADERS: dict[str, str] = {}  # shared by the events without properties: never changed
 # Kinds of message, as in BatchReceiver.java.
 TEXT, BYTES, OBJECT, OTHER, BAD_TEXT = range(5)
 
@@ -34,10 +36,19 @@ def _receiver_class() -> Any:
         return None
 
 
-def load(consumer: Any) -> "BatchReceiver | None":
-    """A batch receiver for ``consumer`` (a javax.jms.MessageConsumer), or None without the helper jar."""
+def available() -> bool:
+    """Whether the helper jar is on the JVM's classpath (the JVM must be running)."""
+    return _receiver_class() is not None
+
+
+def load(consumer: Any, *, cumulative: bool) -> "BatchReceiver | None":
+    """A batch receiver for ``consumer`` (a javax.jms.MessageConsumer), or None without the helper jar.
+
+    Args:
+        cumulative: The consumer's session is CLIENT_ACKNOWLEDGE (see :meth:`BatchReceiver.ack_all`).
+    """
     cls = _receiver_class()
-    return None if cls is None else BatchReceiver(cls(consumer))
+    return None if cls is None else BatchReceiver(cls(consumer, cumulative))
 
 
 def _ints(array: Any, code: str) -> list[int]:
@@ -79,31 +90,33 @@ class BatchReceiver:
                     properties[i] = dict(zip(values[0::2], values[1::2]))
         names = batch.kindNames
         events: list[Event] = []
+        append, decode = events.append, decode_body
         id_start = body_start = 0
         for i in range(count):
-            fields: dict[str, Any] = dict(
-                message_id=ids[id_start:id_ends[i]], destination=destination, timestamp=stamps[i] or None,
-                redelivered=bool(redelivered[i]), transport=transport, delivery_tag=first_tag + i)
-            if properties[i] is not None:
-                fields["headers"] = properties[i]
             body = bodies[body_start:body_ends[i]]
+            message_id = ids[id_start:id_ends[i]]
             id_start, body_start = id_ends[i], body_ends[i]
-            kind = kinds[i]
-            if kind in (TEXT, BYTES):
-                events.append(make_event(body, max_bytes, **fields))
+            kind, data, problem = kinds[i], None, None
+            if kind == TEXT or kind == BYTES:
+                try:
+                    data = decode(body, max_bytes)
+                except MessageError as exc:
+                    problem = str(exc)
             elif kind == BAD_TEXT:  # body as Java encodes it: '?' for the surrogate
-                events.append(Event(body=body, data=None, problem="text body holds an unpaired UTF-16 surrogate",
-                                    **fields))
+                problem = "text body holds an unpaired UTF-16 surrogate"
             elif kind == OBJECT:  # deserializing would run the sender's classes: never
-                events.append(Event(body=b"", data=None, problem="ObjectMessage refused (never deserialized)",
-                                    **fields))
+                body, problem = b"", "ObjectMessage refused (never deserialized)"
             else:
-                events.append(Event(body=b"", data=None, problem=f"unsupported JMS {names[i]}: only text and "
-                                    "bytes messages carry events", **fields))
+                body, problem = b"", f"unsupported JMS {names[i]}: only text and bytes messages carry events"
+            append(Event(body=body, data=data, message_id=message_id, destination=destination,
+                         timestamp=stamps[i] or None, redelivered=bool(redelivered[i]), transport=transport,
+                         headers=properties[i] or _NO_HEADERS, problem=problem, delivery_tag=first_tag + i))
         return events
 
     def ack_all(self, tags: Sequence[int]) -> None:
-        """Acknowledge these messages individually, in order, in one call.
+        """Acknowledge these messages in one call: each individually, or (cumulative) all of them
+        with one acknowledgement once no message received is left unacked by the caller; until
+        then they wait (the runner always acks whole batches, so they go at once).
 
         Raises:
             jpype.JException: An acknowledgement failed; the rest of ``tags`` are forgotten.

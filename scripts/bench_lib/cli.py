@@ -12,6 +12,8 @@ a child process, loopback, authentication on) serves every consumer in turn:
    was acknowledged (plain consumers) or seen durable in the sink (amq-bridge, see sinkwatch.py),
    minus its JMSTimestamp (set by the producer on this same machine); the first
    ``--latency-warmup`` seconds of events are left out.
+3. backlog, on the last variant, once per amq-bridge transport (jsonl sink): ``--backlog`` events
+   (default 1,000,000) preloaded, then drained; peak RSS of the bridge process while it drains.
 
 Progress goes to stderr; the markdown report to stdout.
 """
@@ -29,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench_lib.consumers import CONSUMERS, Bench, sqlite_sink_note
+from bench_lib.consumers import CONSUMERS, Bench, Consumer, sqlite_sink_note
 from bench_lib.procs import ROOT, BenchError, Broker, Children, ProcSampler, compile_java, start_broker
-from bench_lib.report import Row, command_line, load_average, machine, table
+from bench_lib.report import Row, backlog_table, command_line, load_average, machine, table
 
 VARIANTS = ("nonpersistent", "persistent")
 
@@ -48,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**os.environ, "AMQ_USERNAME": "12345", "AMQ_PASSWORD": secrets.token_hex(16), "PYTHONUNBUFFERED": "1"}
     children = Children(env)
     rows: list[Row] = []
+    backlog_rows: list[Row] = []
     failed: list[str] = []
     started = time.monotonic()
     try:
@@ -65,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             variant_rows = [Row(c, variant, note=sqlite_note if c.sink == "sqlite" and sqlite_note else "")
                             for c in consumers]
             rows += variant_rows
+            backlog = args.backlog if variant == args.variants[-1] else 0
             try:
-                _variant(variant, variant_rows, args, children, workdir, java_cp, bodies)
+                backlog_rows += _variant(variant, variant_rows, args, children, workdir, java_cp, bodies, backlog)
             except BenchError as exc:  # the broker failed: report what was measured, go on
                 say(f"bench: {variant}: {exc}")
                 failed.append(f"{variant}: {exc}")
@@ -79,13 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    _report(args, argv, about, rows, failed, load_before, time.monotonic() - started)
-    return 1 if failed or any(row.errors for row in rows) else 0
+    _report(args, argv, about, rows, backlog_rows, failed, load_before, time.monotonic() - started)
+    return 1 if failed or any(row.errors for row in rows + backlog_rows) else 0
 
 
 def _variant(variant: str, rows: list[Row], args: argparse.Namespace, children: Children, workdir: Path,
-             java_cp: str, bodies: Path) -> None:
-    """All runs on one broker: throughput ``repeat`` times (consumers interleaved), then latency."""
+             java_cp: str, bodies: Path, backlog: int) -> list[Row]:
+    """All runs on one broker: throughput ``repeat`` times (consumers interleaved), then latency,
+    then (``backlog`` > 0) a backlog drained by each amq-bridge transport; returns the backlog rows."""
     vdir = workdir / variant
     vdir.mkdir()
     config = vdir / "broker.yaml"
@@ -131,13 +136,34 @@ def _variant(variant: str, rows: list[Row], args: argparse.Namespace, children: 
             row.latency = run
             say(f"bench: {variant} ({row.consumer.key}) latency at {args.rate:,.0f}/s "
                 f"(published at {run.publish_rate:,.0f}/s): {len(run.latencies)} events measured")
+        return _backlog(variant, backlog, bench, [r.consumer for r in rows])
     finally:
         children.stop(broker.process, timeout=30)
         bench.broker_cpu.stop()
 
 
-def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: list[Row], failed: list[str],
-            load_before: str, seconds: float) -> None:
+def _backlog(variant: str, count: int, bench: Bench, consumers: list[Consumer]) -> list[Row]:
+    """Each amq-bridge transport (into jsonl) drains ``count`` preloaded events; peak RSS."""
+    rows = [Row(c, variant) for c in consumers if c.kind == "bridge" and c.sink == "jsonl"] if count else []
+    for row in rows:
+        queue = f"bench.{variant}.{row.consumer.slug}.backlog"
+        try:
+            say(f"bench: {variant} ({row.consumer.key}) backlog: preloading {count:,} events")
+            bench.produce(queue, count)
+            time.sleep(1)
+            run = bench.run(row.consumer, queue, count)
+        except BenchError as exc:
+            row.errors.append(f"backlog: {exc}")
+            say(f"bench: {variant} ({row.consumer.key}) backlog: FAILED: {exc}")
+            continue
+        row.runs.append(run)
+        say(f"bench: {variant} ({row.consumer.key}) backlog of {count:,}: {run.rate:,.0f} events/s, "
+            f"peak RSS {run.rss_mib:,.0f} MiB")
+    return rows
+
+
+def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: list[Row], backlog_rows: list[Row],
+            failed: list[str], load_before: str, seconds: float) -> None:
     out = [
         "### amq-bridge against plain JMS and plain stomp.py",
         "",
@@ -153,6 +179,8 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         f"{args.latency_seconds:g} s, first {args.latency_warmup:g} s left out",
         "",
         *table(rows, args.rate, args.repeat),
+        "",
+        *backlog_table(backlog_rows, args.backlog),
         "",
         "How each column is measured:",
         "",
@@ -180,7 +208,8 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         "- amq-bridge runs with config.yaml's defaults (batch 100, prefetch 1000, no fsync, dedupe 10000,",
         "  no fallback); (a), (a'), (b) use prefetch 1000 and read each body without decoding JSON.",
     ]
-    errors = [f"{row.variant} ({row.consumer.key}): {error}" for row in rows for error in row.errors] + failed
+    errors = [f"{row.variant} ({row.consumer.key}): {error}" for row in rows + backlog_rows
+              for error in row.errors] + failed
     if errors:
         out += ["", "Failures:", ""]
         out += [f"- {error}" for error in errors]
@@ -208,6 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=5000, help="events/s of the latency phase (default 5000)")
     parser.add_argument("--latency-seconds", type=float, default=10,
                         help="length of the latency phase (default 10; 0: none)")
+    parser.add_argument("--backlog", type=int, default=1_000_000,
+                        help="events of the backlog drained by each amq-bridge transport on the last variant, "
+                             "for its peak RSS (default 1000000; 0: none)")
     parser.add_argument("--latency-warmup", type=float, default=1,
                         help="seconds of events left out of latency (default 1)")
     return parser

@@ -94,6 +94,21 @@ def table(rows: Sequence[Row], rate: float, repeat: int) -> list[str]:
     return lines
 
 
+def backlog_table(rows: Sequence[Row], count: int) -> list[str]:
+    """The backlog runs: how fast a large backlog drains and the bridge's peak memory meanwhile."""
+    if not rows:
+        return []
+    lines = [f"Draining a backlog of {count:,} events (jsonl sink):", "",
+             "| variant | consumer | events/s | peak RSS MiB |", "| --- | --- | ---: | ---: |"]
+    for row in rows:
+        name = f"({row.consumer.key}) {row.consumer.label}"
+        if row.runs:
+            lines.append(f"| {row.variant} | {name} | {row.rate:,.0f} | {row.runs[0].rss_mib:,.0f} |")
+        else:
+            lines.append(f"| {row.variant} | {name} | failed | |")
+    return lines
+
+
 def _latency(run: Run, rate: float) -> str:
     """p50 / p99, marked when the consumer fell behind or the publisher could not keep the pace."""
     values = run.latencies

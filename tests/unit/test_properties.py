@@ -78,3 +78,17 @@ def test_any_file_text_loads_or_raises_config_error(tmp_path: Path, text: str) -
         pass
     except BridgeError as exc:  # pragma: no cover - would be a wrong error type
         raise AssertionError(f"not a ConfigError: {exc!r}") from exc
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=5), st.sampled_from([None, 2]),
+       st.sampled_from(["", " ", "\t "]), st.text(max_size=12), st.none() | st.integers(0, 2**62))
+def test_jsonl_line_is_the_event_as_json(value: dict, indent, pad: str, message_id: str, stamp) -> None:
+    """The jsonl sink's line (which embeds a one-line body as it is) reads back as to_json()."""
+    from bridge.sinks.lines import event_line
+
+    body = (pad + json.dumps(value, indent=indent, ensure_ascii=False) + pad).encode()
+    event = make_event(body, 1 << 20, message_id=message_id, destination="queue:1.RTO.acme", timestamp=stamp,
+                       transport="stomp")
+    line = event_line(event)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == event.to_json()

@@ -18,7 +18,7 @@ import javax.jms.TextMessage;
 /**
  * amq-bridge's OpenWire helper: receives a batch of messages and acknowledges a batch, each in
  * one call from Python (JPype), so that an event costs a few Python/Java crossings per batch
- * instead of about nine per message. The messages stay here, keyed by a delivery tag; Python
+ * instead of about nine per message, and (cumulative mode) a batch one acknowledgement. The messages stay here, keyed by a delivery tag; Python
  * only sees plain values. Not thread-safe: one consumer thread drives it (as it drives the
  * consumer).
  */
@@ -27,11 +27,26 @@ public final class BatchReceiver {
     public static final int TEXT = 0, BYTES = 1, OBJECT = 2, OTHER = 3, BAD_TEXT = 4;
 
     private final MessageConsumer consumer;
+    private final boolean cumulative;
     private final HashMap<Long, Message> unacked = new HashMap<>();
+    /** Cumulative mode: an acked message whose acknowledge() waits for the rest to be acked. */
+    private Message covering;
     private long nextTag = 1;
 
+    /** For a consumer of an INDIVIDUAL_ACKNOWLEDGE session: one acknowledgement per message. */
     public BatchReceiver(MessageConsumer consumer) {
+        this(consumer, false);
+    }
+
+    /**
+     * @param cumulative the consumer's session is CLIENT_ACKNOWLEDGE, where one acknowledge()
+     *     acknowledges every message the session delivered so far: it is called once every
+     *     message received here was acked by the caller (one broker command per batch), never
+     *     while one is still outstanding.
+     */
+    public BatchReceiver(MessageConsumer consumer, boolean cumulative) {
         this.consumer = consumer;
+        this.cumulative = cumulative;
     }
 
     /** One batch of messages, as parallel arrays of length {@code count}. */
@@ -145,6 +160,9 @@ public final class BatchReceiver {
      * @return how many were acknowledged
      */
     public int ackAll(long[] tags) throws JMSException {
+        if (cumulative) {
+            return ackCumulative(tags);
+        }
         int done = 0;
         try {
             for (long tag : tags) {
@@ -162,6 +180,27 @@ public final class BatchReceiver {
         return done;
     }
 
+    /**
+     * Cumulative mode: mark {@code tags} acked; when nothing received is outstanding any more,
+     * acknowledge them all (and those acked before) with one acknowledge().
+     */
+    private int ackCumulative(long[] tags) throws JMSException {
+        int done = 0;
+        for (long tag : tags) {
+            Message message = unacked.remove(tag);
+            if (message != null) {
+                covering = message;
+                done++;
+            }
+        }
+        if (covering != null && unacked.isEmpty()) {
+            Message message = covering;
+            covering = null;
+            message.acknowledge();
+        }
+        return done;
+    }
+
     /** Forget the messages of {@code tags} without acknowledging them (the broker redelivers). */
     public void forget(long[] tags) {
         for (long tag : tags) {
@@ -172,6 +211,7 @@ public final class BatchReceiver {
     /** Forget every message held. */
     public void clear() {
         unacked.clear();
+        covering = null;
     }
 
     /** How many messages are held for acknowledgement. */
