@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 UNTRUSTED = "the broker's certificate is not trusted"
 HOST_MISMATCH = "the broker's certificate does not match host"
 CLIENT_REFUSED = "the broker refused the client certificate"
+GENERIC = "TLS: handshake failed"
 CLOSED_BY_BROKER = ("the broker closed the connection right after the handshake (does it want a client "
                     "certificate, or refuse this one?)")
 #: How the Java client reports a connection the broker closed before the client read its TLS alert.
@@ -300,7 +301,7 @@ def describe_java(messages: Iterable[tuple[str, str]], host: str = "") -> str | 
         return f"TLS: {CLIENT_REFUSED} ({detail})"
     if "plaintext connection" in lowered or "unrecognized ssl message" in lowered:
         return f"TLS: the port does not speak TLS ({detail})"
-    return f"TLS: handshake failed ({detail})"
+    return f"{GENERIC} ({detail})"
 
 
 def describe_java_exception(exc: Any, host: str = "") -> str | None:

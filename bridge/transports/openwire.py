@@ -51,6 +51,7 @@ import atexit
 import collections
 import functools
 import logging
+import re
 import threading
 import time
 import types
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 
 INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
 CLIENT_ACKNOWLEDGE = 2  # javax.jms.Session.CLIENT_ACKNOWLEDGE
+_URL = re.compile(r"[a-z][a-z0-9+.]*://[^\s\])]*")
 AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
 CLOSE_WAIT = 5.0  # seconds close() waits for the Java side; see _close_quietly
 #: This many interruptions within FLAP_WINDOW seconds and the connection counts as lost; see _sync.
@@ -548,9 +550,10 @@ class OpenWireTransport(Transport):
         """``TLS: <cause>`` from ``exc``, or from the failures failover logged since ``started``
         while it retried (the exception itself then only says that time ran out)."""
         cause = tls.describe_java_exception(exc)
-        logged = jvm.failover_failures_since(started)
-        for text in logged:
-            cause = cause or tls.describe_java([("", text)])
+        logged = [_URL.sub("", text) for text in jvm.failover_failures_since(started)]  # "ssl" in a URL says nothing
+        found = [described for text in logged if (described := tls.describe_java([("", text)]))]
+        specific = [described for described in found if not described.startswith(tls.GENERIC)]
+        cause = cause or next(iter(specific or found), None)
         if cause is None and any(word in text for text in logged for word in tls.CLOSED_AFTER_HANDSHAKE):
             cause = f"TLS: {tls.CLOSED_BY_BROKER}"
         return cause
