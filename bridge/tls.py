@@ -304,6 +304,47 @@ def describe_java(messages: Iterable[tuple[str, str]], host: str = "") -> str | 
     return f"{GENERIC} ({detail})"
 
 
+def java_probe(ssl_context: Any, host: str, port: int, *, verify_hostname: bool, timeout: float) -> str | None:
+    """``TLS: <cause>`` from one TLS handshake of our own with ``host:port``, else None.
+
+    The ActiveMQ client reports a refused handshake by whichever of its threads fails first, so
+    its own error often says only that the socket closed; this handshake, made the way the
+    client makes it (same key and trust managers, host name checked as it checks it), tells why.
+    After the handshake it reads briefly: a broker that refuses our client certificate says so
+    only then (TLS 1.3).
+    """
+    from jpype import JClass, JException
+
+    socket_ = None
+    ms = max(100, int(timeout * 1000))
+    try:
+        context = ssl_context.getSSLContext() if ssl_context is not None else JClass("javax.net.ssl.SSLContext").getDefault()
+        socket_ = context.getSocketFactory().createSocket()
+        socket_.connect(JClass("java.net.InetSocketAddress")(host, port), ms)
+        socket_.setSoTimeout(ms)
+        if verify_hostname:
+            params = socket_.getSSLParameters()
+            params.setEndpointIdentificationAlgorithm("HTTPS")
+            socket_.setSSLParameters(params)
+        socket_.startHandshake()
+        socket_.setSoTimeout(min(ms, 1000))
+        try:
+            socket_.getInputStream().read()
+        except JException as exc:
+            if "SocketTimeoutException" in str(exc.getClass().getName()):
+                return None  # the handshake holds and the broker waits for us: no TLS problem
+            raise
+        return None
+    except JException as exc:
+        return describe_java_exception(exc, host)
+    finally:
+        if socket_ is not None:
+            try:
+                socket_.close()
+            except JException:
+                pass
+
+
 def describe_java_exception(exc: Any, host: str = "") -> str | None:
     """:func:`describe_java` for a Java throwable (JPype), following causes and linked exceptions."""
     return describe_java(((str(link.getClass().getSimpleName()), str(link.getMessage() or ""))

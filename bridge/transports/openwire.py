@@ -65,7 +65,7 @@ from bridge.errors import (AuthenticationError, ClientIdInUseError, ConfigError,
 from bridge.event import Event, make_event
 from bridge.transports import openwire_batch
 from bridge.transports.base import Hooks, Transport
-from bridge.transports.openwire_url import broker_url, shown, uses_tls
+from bridge.transports.openwire_url import broker_url, first_tls_host, shown, uses_tls
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -547,9 +547,11 @@ class OpenWireTransport(Transport):
             log.exception("%s hook failed", "on_connected" if up else "on_disconnected")
 
     def _tls_cause(self, exc: Any, started: float) -> str | None:
-        """``TLS: <cause>`` from ``exc``, or from the failures failover logged since ``started``
-        while it retried (the exception itself then only says that time ran out)."""
+        """``TLS: <cause>`` from ``exc``, else from a handshake of our own with the first TLS URL
+        (:func:`bridge.tls.java_probe`), else from the failures failover logged since ``started``."""
         cause = tls.describe_java_exception(exc)
+        if cause is None or cause.startswith(tls.GENERIC):
+            cause = self._probe() or cause
         logged = [_URL.sub("", text) for text in jvm.failover_failures_since(started)]  # "ssl" in a URL says nothing
         found = [described for text in logged if (described := tls.describe_java([("", text)]))]
         specific = [described for described in found if not described.startswith(tls.GENERIC)]
@@ -557,6 +559,19 @@ class OpenWireTransport(Transport):
         if cause is None and any(word in text for text in logged for word in tls.CLOSED_AFTER_HANDSHAKE):
             cause = f"TLS: {tls.CLOSED_BY_BROKER}"
         return cause
+
+    def _probe(self) -> str | None:
+        cfg = self.config
+        target = first_tls_host(cfg.openwire.urls)
+        if target is None:
+            return None
+        try:
+            context = tls.java_ssl_context(cfg.openwire.tls)
+        except ConfigError:
+            return None
+        settings = cfg.openwire.tls
+        return tls.java_probe(context, *target, verify_hostname=settings.verify_hostname and not settings.insecure,
+                              timeout=min(5.0, cfg.connect_timeout))
 
     def _connect_error(self, exc: Any, endpoint: str, started: float = 0.0) -> TransportError:
         java, cause = _java(), self._redact(jvm.describe(exc))

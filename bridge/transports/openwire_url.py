@@ -116,3 +116,12 @@ def shown(urls: Sequence[str]) -> str:
 def uses_tls(urls: Sequence[str]) -> bool:
     """Whether any of ``urls`` is a TLS one (``ssl://``, ``nio+ssl://``)."""
     return any(urlsplit(url).scheme in TLS_SCHEMES for url in urls)
+
+
+def first_tls_host(urls: Sequence[str]) -> tuple[str, int] | None:
+    """``(host, port)`` of the first ``ssl://`` (or ``nio+ssl://``) URL, else None."""
+    for url in urls:
+        parsed = urlsplit(url)
+        if parsed.scheme in TLS_SCHEMES and parsed.hostname and parsed.port:
+            return parsed.hostname, parsed.port
+    return None

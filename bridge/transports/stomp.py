@@ -98,6 +98,8 @@ class _Link(stomp.ConnectionListener):
         def recv_noting(*args: Any) -> Any:
             try:
                 return recv(*args)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise  # no error: a non-blocking socket with nothing to read yet
             except OSError as exc:
                 self.read_error = exc
                 raise
@@ -180,6 +182,22 @@ class _Link(stomp.ConnectionListener):
         for thread in (io_thread, heartbeat_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(2.0)
+
+
+def _single_io_thread(transport: Any, sock: ssl.SSLSocket) -> None:
+    """Have stomp.py's receiver thread do the writes too, as stomp.py does for the TLS sockets it
+    wraps itself: an SSL socket written by one thread while another reads it breaks (OpenSSL
+    objects are not thread-safe; TLS 1.3 reads write too)."""
+    import selectors
+
+    from stomp.transport import PollableQueue
+
+    transport.send_queue = PollableQueue()
+    transport.sel = selectors.DefaultSelector()
+    transport.sel.register(transport.send_queue, selectors.EVENT_READ)
+    transport.sel.register(sock, selectors.EVENT_READ)
+    transport.blocking = False
+    sock.setblocking(False)
 
 
 def _raise_tls_refusal(link: _Link, host: str) -> None:
@@ -278,6 +296,8 @@ class StompTransport(Transport):
             [(host, port)], prefer_localhost=False, try_loopback_connect=False, reconnect_attempts_max=1,
             reconnect_sleep_initial=0, timeout=timeout, heartbeats=(beat, beat), auto_decode=False)
         conn.transport.socket, conn.transport.current_host_and_port = sock, (host, port)
+        if isinstance(sock, ssl.SSLSocket):
+            _single_io_thread(conn.transport, sock)
         link = _Link(self, conn, endpoint)
         conn.set_listener("amq-bridge", link)
         creds = self.config.credentials
