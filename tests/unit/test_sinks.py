@@ -102,3 +102,70 @@ def test_sqlite_failure_is_a_sink_error_and_keeps_nothing_half_written(tmp_path:
     sink.flush()
     assert sink.db.execute("SELECT count(*) FROM events").fetchone()[0] == 3
     sink.close()
+
+
+def jsonl_lines(path: Path) -> list[str]:
+    return [json.loads(line)["message_id"] for line in path.read_text().splitlines()]
+
+
+def test_jsonl_rotates_by_size_at_batch_boundaries_and_keeps_the_newest(tmp_path: Path, monkeypatch) -> None:
+    from bridge.sinks import lines
+
+    path = tmp_path / "events.jsonl"
+    one_batch = len(b"".join(map(lines.event_line, EVENTS)))
+    stamps = iter(f"20261201T10000{i}Z" for i in range(10))
+    monkeypatch.setattr(lines.time, "strftime", lambda fmt, t=None: next(stamps))
+    with create_sink(SinkConfig("jsonl", path, rotate_bytes=one_batch * 2, keep=2)) as sink:
+        for _ in range(7):  # two batches fit in a file: the 3rd, 5th and 7th start a new one
+            sink.write(EVENTS)
+            sink.flush()
+    rotated = lines.rotated_files(path)
+    assert [p.name for p in rotated] == ["events.jsonl.20261201T100001Z", "events.jsonl.20261201T100002Z"]
+    assert all(jsonl_lines(p) == ["m0", "m1", "m2"] * 2 for p in rotated)  # whole batches only
+    assert jsonl_lines(path) == ["m0", "m1", "m2"]
+
+
+def test_jsonl_rotates_by_age(tmp_path: Path, monkeypatch) -> None:
+    from bridge.sinks import lines
+
+    path, clock = tmp_path / "events.jsonl", [1000.0]
+    monkeypatch.setattr(lines.time, "monotonic", lambda: clock[0])
+    with create_sink(SinkConfig("jsonl", path, rotate_seconds=60, fsync="batch")) as sink:
+        sink.write(EVENTS)
+        sink.flush()
+        clock[0] += 30
+        sink.write(EVENTS)  # not old enough yet
+        sink.flush()
+        clock[0] += 31
+        sink.write(EVENTS)
+        sink.flush()
+    (rotated,) = lines.rotated_files(path)
+    assert jsonl_lines(rotated) == ["m0", "m1", "m2"] * 2 and jsonl_lines(path) == ["m0", "m1", "m2"]
+
+
+def test_jsonl_cuts_a_torn_last_line_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with create_sink(SinkConfig("jsonl", path)) as sink:
+        sink.write(EVENTS)
+        sink.flush()
+    with open(path, "ab") as out:
+        out.write(b'{"message_id":"m9","destin')  # a write cut short by a crash
+    with create_sink(SinkConfig("jsonl", path)) as sink:
+        sink.write(EVENTS[:1])
+        sink.flush()
+    assert jsonl_lines(path) == ["m0", "m1", "m2", "m0"]
+
+
+def test_jsonl_write_error_is_a_sink_error_and_heals(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.symlink_to("/dev/full")
+    sink = create_sink(SinkConfig("jsonl", path, fsync="batch"))
+    sink.open()
+    with pytest.raises(SinkError, match="No space left on device"):
+        sink.write(EVENTS)
+        sink.flush()
+    path.unlink()
+    sink.write(EVENTS)
+    sink.flush()
+    sink.close()
+    assert jsonl_lines(path) == ["m0", "m1", "m2"]
