@@ -216,7 +216,7 @@ class BridgeConfig:
     #: Consumer processes (``amq-bridge run``); worker i uses connection id ``<connection_id>-<i>``.
     workers: int = 1
     max_message_bytes: int = 1024 * 1024
-    batch_size: int = 100
+    batch_size: int = 500
     #: Message ids remembered to keep redeliveries out of the sink; 0 turns it off.
     dedupe_window: int = 10000
     #: Seconds a graceful stop may take before the process exits without acknowledging the rest.
@@ -308,7 +308,7 @@ def parse_config(
         dead_letter=top.path("dead_letter", None),
         workers=int(top.number("workers", 1, minimum=1, integer=True)),
         max_message_bytes=int(top.number("max_message_bytes", 1024 * 1024, minimum=1, integer=True)),
-        batch_size=int(top.number("batch_size", 100, minimum=1, integer=True)),
+        batch_size=int(top.number("batch_size", 500, minimum=1, integer=True)),
         dedupe_window=int(top.number("dedupe_window", 10000, minimum=0, integer=True)),
         shutdown_timeout=top.number("shutdown_timeout", 30.0, minimum=0.1),
         stats_interval=top.number("stats_interval", 5.0, minimum=0),

@@ -205,7 +205,7 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         "  includes its JVM (openwire). JVMs run with their default heap sizing.",
         "- start-up: process start to first event received (a, a', b) or first event in the sink (c, c', d),",
         "  with the queue already full; median of the runs.",
-        "- amq-bridge runs with config.yaml's defaults (batch 100, prefetch 1000, no fsync, dedupe 10000,",
+        "- amq-bridge runs with config.yaml's defaults (batch 500, prefetch 1000, no fsync, dedupe 10000,",
         "  no fallback); (a), (a'), (b) use prefetch 1000 and read each body without decoding JSON.",
     ]
     errors = [f"{row.variant} ({row.consumer.key}): {error}" for row in rows + backlog_rows

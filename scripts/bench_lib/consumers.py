@@ -7,7 +7,7 @@
 (d)  ``amq-bridge run``, stomp, into the jsonl sink
 
 Every consumer is a process of its own, started by the benchmark, so start-up time and memory are
-its own. The bridges run with the defaults of config.yaml (batch 100, prefetch 1000, no fsync).
+its own. The bridges run with the defaults of config.yaml (batch 500, prefetch 1000, no fsync).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ RSS_BOUND_MB = {"openwire": 480, "stomp": 45}
 def test_slow_sink_with_100k_backlog(fault_broker: FaultBroker, procs: Processes, tmp_path: Path,
                                      transport: str) -> None:
     sink, slow = tmp_path / "handler-sink.jsonl", Path(procs.env["AMQ_BRIDGE_TEST_SLOW"])
-    config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport,
+    config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport, batch_size=100,  # the pace above
                            sink={"type": "handler", "handler": "tests.faults.handlers:slow"})
     dead = tmp_path / "bridge.dead.jsonl"
     started = time.monotonic()
