@@ -9,8 +9,9 @@ the sink's retry policy:
 - ``sink.max_attempts: 0`` (retry forever): write the same batch again until the handler takes it.
   Counts: nothing lost, nothing unexpected; duplicates reported.
 - ``sink.max_attempts: 3``: after three refusals, set the batch's events aside in the dead-letter
-  file (reason: the handler's error) and only then acknowledge them. Counts: nothing lost; the
-  only unexpected records are those dead-lettered events, each naming the failure.
+  file (reason: the handler's error) and only then acknowledge them; 200 events published once
+  the handler works again all reach it. Counts: nothing lost; the only unexpected records are
+  those dead-lettered events, each naming the failure.
 
 Recovery: seconds from removing the flag to the sink's next line.
 """
@@ -28,7 +29,7 @@ from tests.faults.harness import (FaultBroker, Processes, bridge_config, explain
                                   wait_drained, wait_until)
 
 pytestmark = pytest.mark.faults
-COUNT, RATE, FAIL_AT, FAIL_SECONDS = 3000, 600, 800, 5.0
+COUNT, RATE, FAIL_AT, FAIL_SECONDS, AFTER = 3000, 600, 800, 5.0, 200
 
 
 @pytest.mark.timeout(180)
@@ -52,13 +53,18 @@ def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, 
     during = count_lines(sink)
     alive_during = bridge.process.poll() is None
     fail.unlink()
+    published = range(COUNT)
+    if attempts:  # what was left may all have been set aside meanwhile: these come after the healing
+        finish(publisher)
+        procs.publish(fault_broker, AFTER, start=COUNT)
+        published = range(COUNT + AFTER)
     recovery = time_to_growth(sink, during, 60, alive=bridge)
     finish(publisher)
-    drained = wait_drained(range(COUNT), [sink], [dead], timeout=60, alive=bridge)
+    drained = wait_drained(published, [sink], [dead], timeout=60, alive=bridge)
     time.sleep(1.0)  # late redeliveries, to count them
     failures = bridge.stderr[offset:].count("RuntimeError")
     bridge.terminate()
-    result = tally(range(COUNT), [sink], [dead])
+    result = tally(published, [sink], [dead])
     scenario = "sink errors 5 s" + (f", dead-letter after {attempts}" if attempts else "")
     record(scenario, transport, result, recovery, handler_errors_logged=failures)
     message = explain(result, bridge, note=f"alive during failure={alive_during} recovery={recovery} "
@@ -74,3 +80,5 @@ def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, 
     reasons = [str(r.get("reason")) for r in read_records(dead)[0]]
     assert len(reasons) == result.dead_lettered == result.unexpected, message
     assert all(f"sink failed {attempts} times" in r and "RuntimeError" in r for r in reasons), message
+    healed = {r["data"]["seq"] for r in read_records(sink)[0] if r["data"]["seq"] >= COUNT}
+    assert healed == set(range(COUNT, COUNT + AFTER)), "events sent after the sink healed were not delivered\n" + message
