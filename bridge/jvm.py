@@ -7,10 +7,8 @@ loadable) and never starts, stops or restarts it.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -33,14 +31,6 @@ REQUIRED_CLASSES = {
 
 _lock = threading.Lock()
 _java_log_filter = None  # keeps the Python side of the java.util.logging filter alive
-#: (monotonic time, text) of the last failures the failover transport logged: the only place the
-#: cause of a failed TLS handshake shows while failover keeps retrying.
-_failover_failures: collections.deque[tuple[float, str]] = collections.deque(maxlen=8)
-
-
-def failover_failures_since(start: float) -> list[str]:
-    """The failures the failover transport logged at or after ``start`` (``time.monotonic()``), newest first."""
-    return [text for at, text in reversed(_failover_failures) if at >= start]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +176,6 @@ def _quiet_java_logging() -> None:
                     text += f" ({thrown.getClass().getSimpleName()}: {' '.join(str(thrown.getMessage() or '').split())})"
                 if source == "FailoverTransport" and "not attempting to automatically reconnect" in text:
                     level = logging.DEBUG  # the broker's end of a connection we are closing ourselves
-                elif source == "FailoverTransport":
-                    _failover_failures.append((time.monotonic(), text))
                 java_log.log(level, "%s: %s", source, text)
             except Exception:  # never let a log record break the Java thread that wrote it
                 pass

@@ -33,10 +33,6 @@ UNTRUSTED = "the broker's certificate is not trusted"
 HOST_MISMATCH = "the broker's certificate does not match host"
 CLIENT_REFUSED = "the broker refused the client certificate"
 GENERIC = "TLS: handshake failed"
-CLOSED_BY_BROKER = ("the broker closed the connection right after the handshake (does it want a client "
-                    "certificate, or refuse this one?)")
-#: How the Java client reports a connection the broker closed before the client read its TLS alert.
-CLOSED_AFTER_HANDSHAKE = ("channel has already failed", "Broken pipe", "Connection reset")
 _PEM_KEY = re.compile(r"-----BEGIN PRIVATE KEY-----(.+?)-----END PRIVATE KEY-----", re.S)
 
 

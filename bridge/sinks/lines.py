@@ -71,6 +71,13 @@ def event_line(event: Event) -> bytes:
         b',"data":', body.strip(b" \t"), b"}\n"))
 
 
+def _flush(stream: IO[str] | BinaryIO, fsync: str) -> None:
+    """Hand what is written to the operating system; with ``fsync: batch``, to the disk too."""
+    stream.flush()
+    if fsync == "batch":
+        os.fsync(stream.fileno())
+
+
 def _why(exc: Exception) -> str:
     """The OS's words for an error (``No space left on device``), else its text."""
     return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
@@ -97,9 +104,7 @@ class StdoutSink(Sink):
         if self.stream is None:
             return
         try:
-            self.stream.flush()
-            if self.config.fsync == "batch":
-                os.fsync(self.stream.fileno())
+            _flush(self.stream, self.config.fsync)
         except (OSError, ValueError) as exc:
             raise SinkError(f"stdout sink cannot flush: {exc}") from exc
 
@@ -199,9 +204,7 @@ class JsonlSink(Sink):
         if self.stream is None:
             return
         try:
-            self.stream.flush()
-            if self.config.fsync == "batch":
-                os.fsync(self.stream.fileno())
+            _flush(self.stream, self.config.fsync)
         except (OSError, ValueError) as exc:
             self._abandon()
             raise SinkError(f"jsonl sink cannot flush {self.path}: {_why(exc)}") from exc

@@ -51,7 +51,6 @@ import atexit
 import collections
 import functools
 import logging
-import re
 import threading
 import time
 import types
@@ -74,7 +73,6 @@ log = logging.getLogger(__name__)
 
 INDIVIDUAL_ACKNOWLEDGE = 4  # org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE
 CLIENT_ACKNOWLEDGE = 2  # javax.jms.Session.CLIENT_ACKNOWLEDGE
-_URL = re.compile(r"[a-z][a-z0-9+.]*://[^\s\])]*")
 AUTO_ACKNOWLEDGE = 1  # javax.jms.Session.AUTO_ACKNOWLEDGE: the send session only
 CLOSE_WAIT = 5.0  # seconds close() waits for the Java side; see _close_quietly
 #: This many interruptions within FLAP_WINDOW seconds and the connection counts as lost; see _sync.
@@ -155,7 +153,7 @@ class OpenWireTransport(Transport):
         if isinstance(factory, java.Factory):
             self._tune(factory, ms)
         connection, watchdog, timed_out = None, None, threading.Event()
-        interrupts, started = java.AtomicInteger(), time.monotonic()
+        interrupts = java.AtomicInteger()
         try:
             connection = self._create_connection(factory, ssl_context)
             # Failover retries and silent peers can outlast every URL option: the watchdog
@@ -175,9 +173,9 @@ class OpenWireTransport(Transport):
             if not isinstance(exc, java.JException):
                 raise
             if timed_out.is_set():
-                cause = self._tls_cause(exc, started) if secure else None
+                cause = self._tls_cause(exc) if secure else None
                 raise ConnectError(f"cannot connect to {endpoint}: {cause or f'no answer within {timeout:g} s'}") from exc
-            raise self._connect_error(exc, endpoint, started) from exc
+            raise self._connect_error(exc, endpoint) from exc
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -546,18 +544,12 @@ class OpenWireTransport(Transport):
         except Exception:  # a failing hook must not break the transport
             log.exception("%s hook failed", "on_connected" if up else "on_disconnected")
 
-    def _tls_cause(self, exc: Any, started: float) -> str | None:
+    def _tls_cause(self, exc: Any) -> str | None:
         """``TLS: <cause>`` from ``exc``, else from a handshake of our own with the first TLS URL
-        (:func:`bridge.tls.java_probe`), else from the failures failover logged since ``started``."""
+        (:func:`bridge.tls.java_probe`): the client's own error often says only that the socket closed."""
         cause = tls.describe_java_exception(exc)
         if cause is None or cause.startswith(tls.GENERIC):
             cause = self._probe() or cause
-        logged = [_URL.sub("", text) for text in jvm.failover_failures_since(started)]  # "ssl" in a URL says nothing
-        found = [described for text in logged if (described := tls.describe_java([("", text)]))]
-        specific = [described for described in found if not described.startswith(tls.GENERIC)]
-        cause = cause or next(iter(specific or found), None)
-        if cause is None and any(word in text for text in logged for word in tls.CLOSED_AFTER_HANDSHAKE):
-            cause = f"TLS: {tls.CLOSED_BY_BROKER}"
         return cause
 
     def _probe(self) -> str | None:
@@ -573,9 +565,9 @@ class OpenWireTransport(Transport):
         return tls.java_probe(context, *target, verify_hostname=settings.verify_hostname and not settings.insecure,
                               timeout=min(5.0, cfg.connect_timeout))
 
-    def _connect_error(self, exc: Any, endpoint: str, started: float = 0.0) -> TransportError:
+    def _connect_error(self, exc: Any, endpoint: str) -> TransportError:
         java, cause = _java(), self._redact(jvm.describe(exc))
-        secure = self._tls_cause(exc, started) if uses_tls(self.config.openwire.urls) else None
+        secure = self._tls_cause(exc) if uses_tls(self.config.openwire.urls) else None
         if secure is not None:
             return ConnectError(f"cannot connect to {endpoint}: {self._redact(secure)}")
         for link in jvm.causes(exc):
