@@ -110,6 +110,12 @@ class TlsConfig:
         return self.ca_file is not None and self.ca_file.name == "system" and not self.ca_file.exists()
 
 
+#: The JVM amq-bridge starts: a bounded heap; one collector thread (two cores are shared with the
+#: broker client's threads and Python); a small young generation, so that each of its pauses
+#: (the JVM's only ones here) stays short: 16 MB holds the prefetched messages with room to spare.
+DEFAULT_JVM_OPTIONS = ("-Xmx256m", "-Xmn16m", "-XX:+UseSerialGC")
+
+
 @dataclass(frozen=True, slots=True)
 class OpenWireConfig:
     """Settings of the OpenWire (JMS client over JPype) transport."""
@@ -119,7 +125,7 @@ class OpenWireConfig:
     classpath: tuple[Path, ...] = ()
     prefetch: int = 1000
     #: Options of the JVM when amq-bridge starts it (a host application's JVM is used as it is).
-    jvm_options: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC")
+    jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS
     #: Inactivity monitoring (wireFormat.maxInactivityDuration) in ms; a silent connection is
     #: replaced within two to three times this. 0 turns it off.
     heartbeat_ms: int = 10000
@@ -381,7 +387,7 @@ def _openwire(sec: Section) -> OpenWireConfig:
         classpath=tuple(sec.list("classpath", lambda v, k: sec.resolve(sec.check_string(v, k)))),
         prefetch=int(sec.number("prefetch", 1000, minimum=1, integer=True)),
         heartbeat_ms=int(sec.number("heartbeat_ms", 10000, minimum=0, integer=True)),
-        jvm_options=tuple(sec.list("jvm_options", sec.check_string, default=["-Xmx256m", "-XX:+UseSerialGC"])),
+        jvm_options=tuple(sec.list("jvm_options", sec.check_string, default=list(DEFAULT_JVM_OPTIONS))),
         connection_factory=sec.string("connection_factory", "") or None,
         tls=_tls(sec.section("tls"), default_enabled=any(u.startswith("ssl://") for u in urls)),
     )

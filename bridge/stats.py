@@ -49,6 +49,7 @@ class Stats:
         return (
             f"stats: {rate:.0f} events/s, received={self.received} delivered={self.delivered} "
             f"dead_lettered={self.dead_lettered} acked={self.acknowledged} duplicates={self.duplicates} "
+            f"sink_writes={self.sink_writes} "
             f"transport={self.transport or '-'} connected={'yes' if self.connected else 'no'} "
             f"uptime={now - self.started:.0f}s"
         )

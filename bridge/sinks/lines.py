@@ -22,7 +22,6 @@ torn last line (never acknowledged: only whole batches are), so a transient erro
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -46,29 +45,48 @@ ROTATED = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.(\d+))?")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-@functools.lru_cache(maxsize=64)
 def _quoted(text: str) -> bytes:
-    """A JSON string, for the few distinct destinations and transport names."""
+    """A JSON string, UTF-8."""
     return _encode(text).encode()
 
 
 def event_line(event: Event) -> bytes:
-    """The JSON line written for an event: :meth:`Event.to_json`, UTF-8.
+    """The JSON line written for an event: :meth:`Event.to_json`, UTF-8 (see :func:`event_lines`)."""
+    return event_lines((event,))
+
+
+def event_lines(events: Sequence[Event]) -> bytes:
+    """The JSON lines written for these events, one :meth:`Event.to_json` per line, UTF-8.
 
     ``data`` is the message body itself, as published, when it is one line (it decoded to a JSON
     object, so it is valid JSON as it stands); a body with a line break in it is encoded again.
+    This runs for every event, so the common case is built with one bytes format: a message id
+    that needs no JSON escaping is written as it is, and the destination and transport parts are
+    made once per batch.
     """
-    body = event.body
-    if event.data is None or b"\n" in body or b"\r" in body:
-        return _encode(event.to_json()).encode() + b"\n"
-    stamp = event.timestamp
-    return b"".join((
-        b'{"message_id":', _encode(event.message_id).encode(),
-        b',"destination":', _quoted(event.destination),
-        b',"timestamp":', b"null" if stamp is None else str(stamp).encode(),
-        b',"redelivered":', b"true" if event.redelivered else b"false",
-        b',"transport":', _quoted(event.transport),
-        b',"data":', body.strip(b" \t"), b"}\n"))
+    out: list[bytes] = []
+    append = out.append
+    parts: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+    for event in events:
+        body = event.body
+        if event.data is None or b"\n" in body or b"\r" in body:
+            append(_encode(event.to_json()).encode() + b"\n")
+            continue
+        message_id = event.message_id
+        if message_id.isascii() and message_id.isprintable() and '"' not in message_id and "\\" not in message_id:
+            quoted_id = message_id.encode()
+        else:
+            quoted_id = _encode(message_id).encode()[1:-1]
+        key = (event.destination, event.transport)
+        middle = parts.get(key)
+        if middle is None:
+            middle = parts[key] = (b',"destination":' + _quoted(key[0]),
+                                   b',"transport":' + _quoted(key[1]) + b',"data":')
+        stamp = event.timestamp
+        append(b'{"message_id":"%b"%b,"timestamp":%b,"redelivered":%b%b%b}\n' % (
+            quoted_id, middle[0], b"null" if stamp is None else b"%d" % stamp,
+            b"true" if event.redelivered else b"false", middle[1], body.strip(b" \t")))
+    return b"".join(out)
 
 
 def _flush(stream: IO[str] | BinaryIO, fsync: str) -> None:
@@ -96,7 +114,7 @@ class StdoutSink(Sink):
         if self.stream is None:
             raise SinkError("stdout sink is not open")
         try:
-            self.stream.write(b"".join(map(event_line, events)).decode("utf-8"))
+            self.stream.write(event_lines(events).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise SinkError(f"stdout sink cannot write: {exc}") from exc
 
@@ -186,7 +204,7 @@ class JsonlSink(Sink):
                 pass  # the same error again, from the buffered part
 
     def write(self, events: Sequence[Event]) -> None:
-        data = b"".join(map(event_line, events))
+        data = event_lines(events)
         if self.stream is None:
             self._open()
         elif not self.dirty and self._due(len(data)):

@@ -77,7 +77,7 @@ class BatchReceiver:
         first_tag = int(batch.firstTag)
         ids, id_ends = str(batch.ids), _ints(batch.idEnds, "i")
         stamps = _ints(batch.timestamps, "q")
-        redelivered = memoryview(batch.redelivered).tolist()
+        redelivered = memoryview(batch.redelivered).tolist()  # format '?': bools
         kinds = _ints(batch.kinds, "i")
         bodies, body_ends = bytes(batch.bodies), _ints(batch.bodyEnds, "i")
         java_properties = batch.properties
@@ -93,9 +93,10 @@ class BatchReceiver:
         append, decode = events.append, decode_body
         id_start = body_start = 0
         for i in range(count):
-            body = bodies[body_start:body_ends[i]]
-            message_id = ids[id_start:id_ends[i]]
-            id_start, body_start = id_ends[i], body_ends[i]
+            id_end, body_end = id_ends[i], body_ends[i]
+            body = bodies[body_start:body_end]
+            message_id = ids[id_start:id_end]
+            id_start, body_start = id_end, body_end
             kind, data, problem = kinds[i], None, None
             if kind == TEXT or kind == BYTES:
                 try:
@@ -108,9 +109,9 @@ class BatchReceiver:
                 body, problem = b"", "ObjectMessage refused (never deserialized)"
             else:
                 body, problem = b"", f"unsupported JMS {names[i]}: only text and bytes messages carry events"
-            append(Event(body=body, data=data, message_id=message_id, destination=destination,
-                         timestamp=stamps[i] or None, redelivered=bool(redelivered[i]), transport=transport,
-                         headers=properties[i] or _NO_HEADERS, problem=problem, delivery_tag=first_tag + i))
+            # Positional, in Event's field order: this runs once per message.
+            append(Event(body, data, message_id, destination, stamps[i] or None, redelivered[i], transport,
+                         properties[i] or _NO_HEADERS, problem, first_tag + i))
         return events
 
     def ack_all(self, tags: Sequence[int]) -> None:

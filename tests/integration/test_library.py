@@ -101,3 +101,27 @@ def test_own_connection_factory_class_is_used(broker: Broker, spawn, tmp_path: P
     assert bridge.wait() == 0, bridge.stderr
     assert [e["data"] for e in bridge.events()] == [sample_event(i) for i in range(N)]
     assert marker.read_text().startswith("createConnection broker=failover:"), marker.read_text()
+
+
+_GC_PROBE = """
+import gc, json, sys
+import jpype, _jpype
+from bridge.jvm import classpath, ensure_jvm
+from bridge.config import DEFAULT_JARS_DIR
+if sys.argv[1] == "host":
+    jpype.startJVM(classpath=classpath(DEFAULT_JARS_DIR), convertStrings=False)
+started = ensure_jvm(classpath(DEFAULT_JARS_DIR))
+print(json.dumps({"started": started, "hooked": any(cb is _jpype._collect for cb in gc.callbacks)}))
+"""
+
+
+@pytest.mark.parametrize("who", ["bridge", "host"])
+def test_jpype_gc_hook_is_removed_only_from_the_jvm_the_bridge_starts(who: str) -> None:
+    # JPype's hook calls System.gc() (a full, stop-the-world collection) after Python
+    # collections while the process's native heap grows; in a JVM the bridge starts it is
+    # removed, a host's JVM keeps it.
+    result = subprocess.run([sys.executable, "-c", _GC_PROBE, who], capture_output=True, text=True, timeout=120,
+                            env=child_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe == {"started": who == "bridge", "hooked": who == "host"}

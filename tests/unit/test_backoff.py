@@ -5,6 +5,7 @@ from __future__ import annotations
 from bridge.backoff import Backoff
 from bridge.config import ReconnectConfig
 from bridge.dedupe import RecentIds
+from bridge.event import Event
 
 
 def test_delays_double_up_to_the_cap_with_jitter_in_the_upper_half() -> None:
@@ -25,12 +26,18 @@ def test_attempts_run_out_unless_forever() -> None:
     assert limited.next_delay() is not None
 
 
-def test_recent_ids_forget_the_oldest() -> None:
+def test_recent_ids_remember_the_last_size_and_forget_older() -> None:
     recent = RecentIds(3)
-    recent.add(["a", "b", "c", "d"])
-    assert "a" not in recent and all(x in recent for x in "bcd") and len(recent) == 3
-    recent.add(["b", "e"])  # b refreshed, so c is the oldest now
-    assert "c" not in recent and "b" in recent
+    added: list[str] = []
+    for i in range(20):
+        batch = [f"id{i}-{j}" for j in range(i % 4 + 1)]
+        recent.add(batch)
+        added += batch
+        assert all(x in recent for x in added[-3:])  # at least the last `size`
+        assert len(recent) <= 6  # at most twice as many
+    assert "id0-0" not in recent
+    events = [Event(body=b"{}", data={}, message_id=x, destination="queue:q") for x in (added[-1], "new")]
+    assert [e.message_id for e in recent.unseen(events)] == ["new"]
     off = RecentIds(0)
     off.add(["a"])
     assert "a" not in off
