@@ -7,8 +7,9 @@ a child process, loopback, authentication on) serves every consumer in turn:
    preloaded into a fresh queue by the Java producer (not measured), then the consumer starts and
    drains it. events/s = events / (last event - first event); start-up = process start to first
    event; peak RSS = the consumer process's VmHWM.
-2. latency, once per consumer: the consumer is started on a fresh queue and, once subscribed, the
-   Java producer publishes ``--rate`` events/s for ``--latency-seconds``. Latency = when the event
+2. latency, ``--latency-repeat`` times per consumer, consumers interleaved: the consumer is started
+   on a fresh queue and, once subscribed, the Java producer publishes ``--rate`` events/s for
+   ``--latency-seconds``. Latency = when the event
    was acknowledged (plain consumers) or seen durable in the sink (amq-bridge, see sinkwatch.py),
    minus its JMSTimestamp (set by the producer on this same machine); the first
    ``--latency-warmup`` seconds of events are left out.
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench_lib.consumers import CONSUMERS, Bench, Consumer, sqlite_sink_note
+from bench_lib.consumers import CONSUMERS, Bench, Consumer, percentile, sqlite_sink_note
 from bench_lib.procs import ROOT, BenchError, Broker, Children, ProcSampler, compile_java, start_broker
 from bench_lib.report import Row, backlog_table, command_line, load_average, machine, table
 
@@ -122,20 +123,24 @@ def _variant(variant: str, rows: list[Row], args: argparse.Namespace, children: 
                     f"start-up {run.startup_s:.2f} s, peak RSS {run.rss_mib:,.0f} MiB "
                     f"(preload {published:,.0f}/s, {time.monotonic() - seconds:.0f} s in all)")
         count = int(args.rate * args.latency_seconds)
-        for row in rows:
-            if row.note or count == 0:
-                continue
-            try:
-                run = bench.run(row.consumer, f"bench.{variant}.{row.consumer.slug}.latency", count, rate=args.rate)
-            except BenchError as exc:
-                row.errors.append(f"latency: {exc}")
-                say(f"bench: {variant} ({row.consumer.key}) latency: FAILED: {exc}")
-                _check_broker(broker)
-                continue
-            run.latencies = run.latencies[int(args.rate * args.latency_warmup):]
-            row.latency = run
-            say(f"bench: {variant} ({row.consumer.key}) latency at {args.rate:,.0f}/s "
-                f"(published at {run.publish_rate:,.0f}/s): {len(run.latencies)} events measured")
+        for rep in range(args.latency_repeat if count else 0):
+            for row in rows:
+                if row.note:
+                    continue
+                try:
+                    run = bench.run(row.consumer, f"bench.{variant}.{row.consumer.slug}.latency.{rep}", count,
+                                    rate=args.rate)
+                except BenchError as exc:
+                    row.errors.append(f"latency: {exc}")
+                    say(f"bench: {variant} ({row.consumer.key}) latency: FAILED: {exc}")
+                    _check_broker(broker)
+                    continue
+                run.latencies = run.latencies[int(args.rate * args.latency_warmup):]
+                row.latency.append(run)
+                say(f"bench: {variant} ({row.consumer.key}) latency run {rep + 1}/{args.latency_repeat} at "
+                    f"{args.rate:,.0f}/s (published at {run.publish_rate:,.0f}/s): p50 "
+                    f"{percentile(run.latencies, 50):,.0f} / p99 {percentile(run.latencies, 99):,.0f} ms, "
+                    f"{len(run.latencies)} events measured")
         return _backlog(variant, backlog, bench, [r.consumer for r in rows])
     finally:
         children.stop(broker.process, timeout=30)
@@ -175,8 +180,9 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         f"- load average (1, 5, 15 min) {load_before} at start, {load_average()} at end; "
         f"the benchmark took {seconds / 60:.1f} min",
         f"- {args.events:,} AtData-shaped events per run (about 90 bytes of JSON each), queue preloaded "
-        f"(not timed); events/s over first to last event; latency phase {args.rate:,.0f} events/s for "
-        f"{args.latency_seconds:g} s, first {args.latency_warmup:g} s left out",
+        f"(not timed); events/s over first to last event; latency: {args.latency_repeat} runs of "
+        f"{args.latency_seconds:g} s at {args.rate:,.0f} events/s, the first {args.latency_warmup:g} s "
+        f"of each left out",
         "",
         *table(rows, args.rate, args.repeat),
         "",
@@ -194,7 +200,8 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         "  (it serves only that consumer then, and the sending is over before the first event).",
         "- latency: the consumer runs, then the producer (Java, OpenWire) publishes at a fixed rate; latency =",
         "  JMSTimestamp (set by the producer, same machine and clock) to the ack (a, a', b) or to the event seen",
-        "  in the sink (c, c', d), nearest-rank p50 / p99, millisecond resolution. \"backlog\": p50 of 50 ms or",
+        "  in the sink (c, c', d), nearest-rank p50 / p99 of each run, millisecond resolution; the medians of the",
+        "  runs, and the range of the p99s. A fresh consumer process starts for each run. \"backlog\": p50 of 50 ms or",
         "  more, or latency growing during the phase (median of the last tenth of the events > 50 ms above the",
         "  first tenth): events waited in a queue because the consumer, or the broker, or the machine running",
         "  producer, broker and consumer at once, did not keep the pace; the figure is then mostly queueing.",
@@ -236,7 +243,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="consumers to run: a,a',b,c,c',d (a2, c2 also accepted; default all)")
     parser.add_argument("--rate", type=float, default=5000, help="events/s of the latency phase (default 5000)")
     parser.add_argument("--latency-seconds", type=float, default=10,
-                        help="length of the latency phase (default 10; 0: none)")
+                        help="length of one latency run (default 10; 0: none)")
+    parser.add_argument("--latency-repeat", type=_positive, default=3,
+                        help="latency runs per consumer, interleaved; the median p50 and p99 are shown (default 3)")
     parser.add_argument("--backlog", type=int, default=1_000_000,
                         help="events of the backlog drained by each amq-bridge transport on the last variant, "
                              "for its peak RSS (default 1000000; 0: none)")

@@ -23,7 +23,7 @@ class Row:
     consumer: Consumer
     variant: str
     runs: list[Run] = field(default_factory=list)
-    latency: Run | None = None
+    latency: list[Run] = field(default_factory=list)  # the runs of the latency phase
     errors: list[str] = field(default_factory=list)
     note: str = ""  # why the row was not measured
 
@@ -60,7 +60,8 @@ def table(rows: Sequence[Row], rate: float, repeat: int) -> list[str]:
     """The results table, one line per consumer and variant, in markdown."""
     lines = [
         f"| variant | consumer | events/s (median of {repeat}) | min–max | vs (a) "
-        f"| CPU µs/event (broker) | latency p50 / p99 ms at {rate:,.0f}/s | CPU µs/event (broker) at {rate:,.0f}/s "
+        f"| CPU µs/event (broker) | latency p50 / p99 ms at {rate:,.0f}/s (p99 min–max) "
+        f"| CPU µs/event (broker) at {rate:,.0f}/s "
         "| peak RSS MiB | start-up s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -82,7 +83,8 @@ def table(rows: Sequence[Row], rate: float, repeat: int) -> list[str]:
             cells += ["failed", "", "", ""]
         if row.latency:
             cells += [_latency(row.latency, rate),
-                      f"{row.latency.cpu_us:,.0f} ({row.latency.broker_cpu_us:,.0f})"]
+                      f"{statistics.median(r.cpu_us for r in row.latency):,.0f} "
+                      f"({statistics.median(r.broker_cpu_us for r in row.latency):,.0f})"]
         else:
             cells += ["failed" if row.errors else "–", ""]
         if row.runs:
@@ -109,16 +111,22 @@ def backlog_table(rows: Sequence[Row], count: int) -> list[str]:
     return lines
 
 
-def _latency(run: Run, rate: float) -> str:
-    """p50 / p99, marked when the consumer fell behind or the publisher could not keep the pace."""
-    values = run.latencies
-    if not values:
+def _latency(runs: Sequence[Run], rate: float) -> str:
+    """Median p50 / median p99 of the runs (with several, the p99 range after it), marked when in
+    a run the consumer fell behind or the publisher could not keep the pace."""
+    runs = [run for run in runs if run.latencies]
+    if not runs:
         return "–"
-    text = f"{percentile(values, 50):,.0f} / {percentile(values, 99):,.0f}"
-    if backlog(values):
+    p50s = [percentile(run.latencies, 50) for run in runs]
+    p99s = [percentile(run.latencies, 99) for run in runs]
+    text = f"{statistics.median(p50s):,.0f} / {statistics.median(p99s):,.0f}"
+    if len(runs) > 1:
+        text += f" ({min(p99s):,.0f}–{max(p99s):,.0f})"
+    if any(backlog(run.latencies) for run in runs):
         text += " backlog"
-    if run.publish_rate is not None and run.publish_rate < 0.95 * rate:
-        text += f" (published at {run.publish_rate:,.0f}/s)"
+    slowest = min(run.publish_rate if run.publish_rate is not None else rate for run in runs)
+    if slowest < 0.95 * rate:
+        text += f" (published at {slowest:,.0f}/s)"
     return text
 
 
