@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bridge.errors import MessageError
@@ -47,3 +49,18 @@ def test_delivery_tag_does_not_affect_equality() -> None:
     a = make_event(b"{}", 10, delivery_tag=1, **FIELDS)
     b = make_event(b"{}", 10, delivery_tag=2, **FIELDS)
     assert a == b
+
+
+@pytest.mark.parametrize("body,expected", [
+    (b'{"n":123456789012345678901234567890}', {"n": 123456789012345678901234567890}),  # past 64 bits: an int
+    (b'{"n":-9999999999999999999}', {"n": -9999999999999999999}),  # below the 64-bit minimum
+    (b'{"n":18446744073709551615}', {"n": 18446744073709551615}),
+    (b'{"s":"\\ud800"}', {"s": "\ud800"}),  # a lone surrogate escape, as json reads it
+])
+def test_fast_decoder_accepts_and_returns_what_json_does(body: bytes, expected: dict) -> None:
+    data = decode_body(body, 1024)
+    assert data == expected and [type(v) for v in data.values()] == [type(v) for v in expected.values()]
+
+
+def test_nan_is_read_as_json_reads_it() -> None:
+    assert math.isnan(decode_body(b'{"x":NaN}', 1024)["x"])
