@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -61,6 +62,9 @@ class BrokerOptions:
         stomp_ssl_port: The STOMP-over-TLS (``stomp+ssl://``) port; None: none, 0: any free.
         tls: The broker's identity (``key_store`` + password) for the TLS connectors; with
             ``ca_file`` or ``trust_store`` as well, clients must present a certificate it signed.
+        shared_store: Shared-store master/slave: when another broker holds ``data_dir``'s lock,
+            wait for it (a slave) instead of failing, and open the connectors only once the lock
+            is ours. Needs ``persistent``.
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +78,7 @@ class BrokerOptions:
     ssl_port: int | None = None
     stomp_ssl_port: int | None = None
     tls: TlsConfig | None = None
+    shared_store: bool = False
 
     @property
     def need_client_auth(self) -> bool:
@@ -204,7 +209,12 @@ class EmbeddedBroker:
             kahadb = JClass("org.apache.activemq.store.kahadb.KahaDBPersistenceAdapter")()
             kahadb.setDirectory(File(str(data_dir / "kahadb")))
             locker = JClass("org.apache.activemq.store.SharedFileLocker")()
-            locker.setFailIfLocked(True)  # a second broker on the same data fails, not waits forever
+            if opts.shared_store:  # a slave: wait for the master's lock, check for it every second
+                locker.setFailIfLocked(False)
+                locker.setLockAcquireSleepInterval(1000)
+                kahadb.setLockKeepAlivePeriod(2000)  # a master that lost its lock stops
+            else:
+                locker.setFailIfLocked(True)  # a second broker on the same data fails, not waits forever
             kahadb.setLocker(locker)
             service.setPersistenceAdapter(kahadb)
         # ActiveMQ warns when its default store limits (100 GB, 50 GB) exceed the free disk space.
@@ -326,14 +336,21 @@ def serve(options: BrokerOptions) -> int:
     """
     received: list[int] = []
 
+    started = False
+
     def on_signal(signum: int, frame: object) -> None:
+        if options.shared_store and not started:
+            os._exit(0)  # a slave still waiting for the store's lock holds nothing to close
         # Only record it: stopping the broker from inside a signal handler could re-enter Java.
         received.append(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     broker = EmbeddedBroker(options)
     try:
+        if options.shared_store:
+            log.info("shared store %s: waiting for its lock if another broker holds it", options.data_dir)
         openwire_url, stomp_url = broker.start()
+        started = True
         extra = "".join(f" {name}={url}" for name, url in (("openwire_ssl", broker.openwire_ssl_url),
                                                            ("stomp_ssl", broker.stomp_ssl_url)) if url)
         print(f"broker ready: openwire={openwire_url} stomp={stomp_url}{extra}", flush=True)

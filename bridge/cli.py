@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--stomp-port", type=int, help="STOMP port (default 61613; 0: any free)")
     broker.add_argument("--persistent", action="store_true", help="keep messages on disk (KahaDB)")
     broker.add_argument("--data-dir", type=Path, help="where persistent messages live (default: ./broker-data)")
+    broker.add_argument("--shared-store", action="store_true",
+                        help="master/slave on one --data-dir: if another broker holds it, wait as its slave "
+                             "(implies --persistent)")
     broker.add_argument("--ssl-port", type=int, help="also serve OpenWire over TLS (ssl://) here (0: any free)")
     broker.add_argument("--stomp-ssl-port", type=int, help="also serve STOMP over TLS (stomp+ssl://) here (0: any free)")
     broker.add_argument("--key-store", type=Path, help="the TLS connectors' certificate and key (PKCS12 or .jks); "
@@ -217,8 +220,9 @@ def _broker(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, openwire_port=args.openwire_port)
     if args.stomp_port is not None:
         options = dataclasses.replace(options, stomp_port=args.stomp_port)
-    if args.persistent:
-        options = dataclasses.replace(options, persistent=True, data_dir=args.data_dir or Path("broker-data"))
+    if args.persistent or args.shared_store:
+        options = dataclasses.replace(options, persistent=True, data_dir=args.data_dir or Path("broker-data"),
+                                      shared_store=args.shared_store)
     options = tls_options(options, ssl_port=args.ssl_port, stomp_ssl_port=args.stomp_ssl_port,
                           key_store=args.key_store, client_ca=args.client_ca)
     return serve(options)

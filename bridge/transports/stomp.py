@@ -4,8 +4,9 @@ Features
 ========
 * STOMP 1.2 ``CONNECT`` with ``login``/``passcode`` and ``client-id`` (the connection id).
 * Heart-beats both ways; a broker that falls silent is reported as a lost connection.
-* ``client`` (cumulative) acks, used so that an ``ACK`` never covers an event not acked yet:
-  one ``ACK`` per batch, not per event. Never ``NACK`` (ActiveMQ sends a NACKed message
+* ``client-individual`` acks: an ``ACK`` names one message and acknowledges that one only, so
+  no acknowledgement can ever cover an event the runner has not written (see :meth:`ack_many`);
+  a batch's ``ACK`` frames leave in one write. Never ``NACK`` (ActiveMQ sends a NACKed message
   straight to the dead-letter queue). Prefetch per subscription; bodies stay bytes.
 * Driver errors become ``ConnectError``, ``AuthenticationError``, ``ClientIdInUseError`` or
   ``ConnectionLostError``.
@@ -59,6 +60,7 @@ RECEIPT_EVERY = 1000
 _LOST = object()  # wakes a receive() that waits when the connection drops
 _AUTH_MARKERS = ("securityexception", "password is invalid", "failed to login", "authentication failed")
 _CLIENT_ID_MARKERS = ("invalidclientidexception", "already connected from")
+_HEADER_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", ":": "\\c"})
 
 
 class _Link(stomp.ConnectionListener):
@@ -80,7 +82,6 @@ class _Link(stomp.ConnectionListener):
         self.refusal: tuple[str, str] | None = None  # (first line, whole text) of the ERROR to CONNECT
         self.lost_reason: str | None = None
         self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
-        self.windows: dict[str, _Window] = {}  # subscription id -> its deliveries not yet acked
         self.receipts: dict[str, threading.Event] = {}
         self.receipt_errors: dict[str, str] = {}
         self.read_error: OSError | None = None  # why the socket's last read failed (a TLS alert...)
@@ -207,33 +208,6 @@ def _raise_tls_refusal(link: _Link, host: str) -> None:
         raise ConnectError(f"{link.endpoint} ({tls.describe_python(link.read_error, host)})") from link.read_error
 
 
-class _Window:
-    """One subscription's deliveries that the broker still counts as unacknowledged, oldest first.
-
-    The subscription uses ActiveMQ's ``ack:client`` mode, where an ``ACK`` acknowledges that
-    message and every one delivered before it on the subscription. So an ``ACK`` goes out only
-    for the newest message of the oldest run of deliveries that were all acked: one frame per
-    batch when the runner acks in order, and never one that covers a message not acked yet (an
-    event acked ahead of older ones waits for them; if the connection drops first, the broker
-    delivers it again, as at-least-once allows).
-    """
-
-    __slots__ = ("link", "order", "done")
-
-    def __init__(self, link: _Link) -> None:
-        self.link = link
-        self.order: deque[tuple[int, str]] = deque()  # (delivery tag, STOMP ack id), delivery order
-        self.done: set[int] = set()  # tags acked by the caller, not yet covered by an ACK sent
-
-    def covered(self) -> str | None:
-        """Drop the oldest deliveries that were all acked; the ack id an ACK must name, or None."""
-        order, done, last = self.order, self.done, None
-        while order and order[0][0] in done:
-            tag, last = order.popleft()
-            done.discard(tag)
-        return last
-
-
 class StompTransport(Transport):
     """ActiveMQ over STOMP 1.2 (stomp.py); see the module docstring."""
 
@@ -242,7 +216,7 @@ class StompTransport(Transport):
     def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
         super().__init__(config, hooks)
         self._link: _Link | None = None
-        self._pending: dict[int, _Window] = {}  # delivery tag -> the window holding it
+        self._pending: dict[int, tuple[_Link, str]] = {}  # delivery tag -> (its link, its STOMP ack id)
         self._sent = 0
         self._tags = itertools.count(1)  # never reused, so a stale tag cannot ack a newer delivery
 
@@ -327,7 +301,7 @@ class StompTransport(Transport):
         raise ConnectError(f"{endpoint} refused the connection: {summary}") from cause
 
     def subscribe(self, destination: "Destination") -> None:
-        """SUBSCRIBE with ``client`` (cumulative) acks and wait for the broker's receipt.
+        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
 
         Raises:
             TransportError: The broker refused (or did not confirm) the subscription.
@@ -335,10 +309,10 @@ class StompTransport(Transport):
         """
         link = self._current(live=True)
         sub_id = f"sub-{len(link.subscriptions) + 1}"
-        link.subscriptions[sub_id], link.windows[sub_id] = str(destination), _Window(link)
+        link.subscriptions[sub_id] = str(destination)
         headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
         self._confirmed(link, sub_id, f"subscribe {destination}",
-                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client",
+                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
                                                       headers={**headers, **h}),
                         self.config.connect_timeout)
 
@@ -360,7 +334,7 @@ class StompTransport(Transport):
                 if not frames:  # appended before the clear: on_message saw the event still set
                     link.arrived.wait(timeout)
         events: list[Event] = []
-        max_bytes, subs, windows = self.config.max_message_bytes, link.subscriptions, link.windows
+        max_bytes, subs = self.config.max_message_bytes, link.subscriptions
         pending, tags, popleft = self._pending, self._tags, frames.popleft
         while len(events) < max_events:
             try:
@@ -371,9 +345,7 @@ class StompTransport(Transport):
                 break
             headers, body = item
             tag, stamp, sub = next(tags), headers.get("timestamp", ""), headers.get("subscription", "")
-            window = windows.get(sub) or windows.setdefault(sub, _Window(link))
-            window.order.append((tag, headers.get("ack") or headers.get("message-id", "")))
-            pending[tag] = window
+            pending[tag] = (link, headers.get("ack") or headers.get("message-id", ""))
             events.append(make_event(
                 body, max_bytes, message_id=headers.get("message-id", ""), destination=subs.get(sub, ""),
                 timestamp=int(stamp) if stamp.isdigit() else None,
@@ -388,11 +360,12 @@ class StompTransport(Transport):
         self.ack_many((event,))
 
     def ack_many(self, events: Sequence[Event]) -> None:
-        """Acknowledge these deliveries, with at most one ``ACK`` frame per subscription.
+        """Acknowledge these deliveries: one ``ACK`` frame each, all of them in one socket write.
 
-        The subscription acks cumulatively (see :class:`_Window`): when the events are every
-        delivery not acked yet, oldest first (how the runner acks a batch), the one frame names
-        the last of them.
+        Each ``ACK`` names one delivery and, the subscription being ``client-individual``,
+        acknowledges that message only: what a frame covers never depends on the broker's view
+        of what it dispatched (a cumulative ``client`` ACK covers every message the broker
+        counts as dispatched before it, read by the bridge or not).
 
         Raises:
             TransportError: An event was not delivered by this connection, or was acked already;
@@ -400,27 +373,25 @@ class StompTransport(Transport):
             ConnectionLostError: The connection they came over is gone (the broker redelivers them).
         """
         pending = self._pending
-        touched: dict[_Window, None] = {}  # an ordered set
+        frames: dict[_Link, list[bytes]] = {}
         error: TransportError | None = None
         for event in events:
-            window = pending.pop(event.delivery_tag, None) if event.transport == self.name else None
-            if window is None:
+            entry = pending.pop(event.delivery_tag, None) if event.transport == self.name else None
+            if entry is None:
                 error = TransportError(f"stomp: unknown delivery tag {event.delivery_tag} of message "
                                        f"{event.message_id!r} (acked already, or from another connection)")
                 break
-            window.done.add(event.delivery_tag)
-            touched[window] = None
-        for window in touched:
-            link = window.link
+            link, ack_id = entry
+            if (batch := frames.get(link)) is None:
+                batch = frames[link] = []
+            batch.append(ack_frame(ack_id))
+        for link, batch in frames.items():
             if not link.up:
                 error = error or ConnectionLostError(f"cannot ack on {link.endpoint}: "
                                                      f"{link.lost_reason or 'not connected'}")
                 continue
-            ack_id = window.covered()
-            if ack_id is None:
-                continue
             try:
-                link.conn.ack(ack_id)
+                _write(link.conn, b"".join(batch))
             except (StompException, OSError) as exc:
                 lost = ConnectionLostError(f"cannot ack on {link.endpoint}: {exc}")
                 lost.__cause__ = exc
@@ -496,6 +467,23 @@ class StompTransport(Transport):
         if live and not link.up:
             raise ConnectionLostError(link.lost_reason or f"connection to {link.endpoint} lost")
         return link
+
+
+def ack_frame(ack_id: str) -> bytes:
+    """The STOMP 1.2 ``ACK`` frame naming ``ack_id`` (header value escaped as the spec says)."""
+    if "\\" in ack_id or ":" in ack_id or "\n" in ack_id or "\r" in ack_id:
+        ack_id = ack_id.translate(_HEADER_ESCAPES)
+    return b"ACK\nid:" + ack_id.encode() + b"\n\n\x00"
+
+
+def _write(conn: Any, data: bytes) -> None:
+    """Send ready-made frames on stomp.py's connection, as its ``transmit`` does for one frame:
+    through the receiver thread's queue when that thread does the writes (TLS), else directly."""
+    transport = conn.transport
+    if transport.blocking:
+        transport.send(data)
+    else:
+        transport.send_queue.put(data)
 
 
 def _endpoint(host: str, port: int) -> str:

@@ -67,11 +67,12 @@ class FaultBroker:
     any bridge connected are kept for it.
     """
 
-    def __init__(self, workdir: Path, namespace: str) -> None:
+    def __init__(self, workdir: Path, namespace: str, *, data_dir: Path | None = None,
+                 shared_store: bool = False) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir, self.namespace = workdir, namespace
+        self.workdir, self.namespace, self.shared_store = workdir, namespace, shared_store
         self.openwire_port, self.stomp_port = free_ports(2)
-        self.data_dir = workdir / "data"
+        self.data_dir = data_dir or workdir / "data"
         self.log = workdir / "broker.log"
         self.config = write_config(
             workdir / "broker.yaml", namespace=namespace, destination_id="1", connection_id="fault-broker",
@@ -87,15 +88,22 @@ class FaultBroker:
     def stomp_host(self) -> str:
         return f"127.0.0.1:{self.stomp_port}"
 
-    def start(self, timeout: float = 60) -> None:
-        """Start the broker and wait for its ready line."""
+    def start(self, timeout: float = 60, *, wait: bool = True) -> None:
+        """Start the broker and wait for its ready line (``wait=False``: see :meth:`wait_ready`)."""
         assert self.process is None or self.process.poll() is not None, "broker already running"
+        store = ["--shared-store"] if self.shared_store else []
         with open(self.log, "ab") as err:
             self.process = subprocess.Popen(
                 bridge_command("broker", "-c", str(self.config), "--persistent", "--data-dir", str(self.data_dir),
-                               "--openwire-port", str(self.openwire_port), "--stomp-port", str(self.stomp_port)),
+                               *store, "--openwire-port", str(self.openwire_port),
+                               "--stomp-port", str(self.stomp_port)),
                 stdout=subprocess.PIPE, stderr=err, env=child_env(), cwd=self.workdir)
-        assert self.process.stdout is not None
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait for the ready line of the broker started last (a slave prints it once it took over)."""
+        assert self.process is not None and self.process.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             ready = selector.select(timeout)
@@ -312,3 +320,31 @@ def explain(result: Any, *bridges: BridgeProcess, note: str = "") -> str:
     parts += [bridge.notable() for bridge in bridges]
     return "\n".join(filter(None, parts))
 
+
+
+def drain_queue(broker: FaultBroker, queue: str, idle: float = 2.0, timeout: float = 30) -> int:
+    """Consume ``queue`` on ``broker`` with a plain stomp.py client (auto ack) until it has been
+    quiet for ``idle`` seconds; returns how many messages were left on it."""
+    import stomp
+
+    from tests.conftest import PASSWORD, USERNAME
+
+    class Counter(stomp.ConnectionListener):
+        def __init__(self) -> None:
+            self.count, self.last = 0, time.monotonic()
+
+        def on_message(self, frame: Any) -> None:
+            self.count, self.last = self.count + 1, time.monotonic()
+
+    conn = stomp.Connection12([("127.0.0.1", broker.stomp_port)], heartbeats=(0, 0))
+    counter = Counter()
+    conn.set_listener("drain", counter)
+    conn.connect(USERNAME, PASSWORD, wait=True, headers={"client-id": "fault-drain"})
+    try:
+        conn.subscribe(f"/queue/{queue}", "drain", ack="auto")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - counter.last < idle and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        conn.disconnect()
+    return counter.count
