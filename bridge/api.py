@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from bridge.config import BridgeConfig, SinkConfig, load_config, parse_config
+from bridge.config import BridgeConfig, HandlerSinkConfig, load_config, parse_config
 from bridge.errors import BridgeError, SinkError
 from bridge.event import Event
 from bridge.runner import Runner
@@ -38,6 +38,9 @@ from bridge.stats import Stats
 from bridge.transports import Hooks
 
 ConfigLike = BridgeConfig | Mapping[str, Any] | str | os.PathLike[str]
+#: The handler sink of a function given in code (no ``handler`` name to validate): each batch
+#: retried until it succeeds.
+IN_CODE = HandlerSinkConfig.model_construct(type="handler", handler="", mode="batch", max_attempts=0)
 _END = object()
 
 
@@ -61,7 +64,7 @@ def run(config: ConfigLike, handler: Callable[[list[Event]], object], *, hooks: 
     ``max_events`` / ``idle_timeout``; for a stoppable consumer, use :func:`open`.
     """
     cfg = as_config(config)
-    sink_config = cfg.sink if cfg.sink.type == "handler" else SinkConfig("handler")
+    sink_config = cfg.sink if cfg.sink.type == "handler" else IN_CODE
     return Runner(cfg, sink=HandlerSink(sink_config, handler), hooks=hooks,
                   max_events=max_events, idle_timeout=idle_timeout).run()
 
@@ -72,7 +75,7 @@ class _HandOff(Sink):
     name = "stream"
 
     def __init__(self, out: "queue.Queue[object]") -> None:
-        super().__init__(SinkConfig("handler"))
+        super().__init__(IN_CODE)
         self.out, self.pending = out, []
         self.cond = threading.Condition()
         self.unacked: set[int] = set()

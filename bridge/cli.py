@@ -131,7 +131,7 @@ def _load(args: argparse.Namespace) -> BridgeConfig:
     for secret in config.secrets:
         logs.register_secret(secret)
     if getattr(args, "transport", None):
-        config = dataclasses.replace(config, transport=args.transport)
+        config = config.model_copy(update={"transport": args.transport})
     return config
 
 

@@ -73,17 +73,17 @@ def numbered_path(path: Path, index: int) -> Path:
 
 def worker_config(config: BridgeConfig, index: int) -> BridgeConfig:
     """The configuration of worker ``index`` (1..N): its own connection id, files and port."""
-    subscription = dataclasses.replace(config.subscription,
-                                       connection_id=f"{config.subscription.connection_id}-{index}")
+    subscription = config.subscription.model_copy(
+        update={"connection_id": f"{config.subscription.connection_id}-{index}"})
     sink = config.sink
     if sink.type == "jsonl" and sink.path is not None:
-        sink = dataclasses.replace(sink, path=numbered_path(sink.path, index))
+        sink = sink.model_copy(update={"path": numbered_path(sink.path, index)})
     metrics = config.metrics
     if metrics.port:
-        metrics = dataclasses.replace(metrics, port=metrics.port + index - 1)
+        metrics = metrics.model_copy(update={"port": metrics.port + index - 1})
     dead_letter = numbered_path(config.dead_letter, index) if config.dead_letter is not None else None
-    return dataclasses.replace(config, subscription=subscription, sink=sink, metrics=metrics,
-                               dead_letter=dead_letter, workers=1)
+    return config.model_copy(update={"subscription": subscription, "sink": sink, "metrics": metrics,
+                                     "dead_letter": dead_letter, "workers": 1})
 
 
 def tag_logs(index: int) -> None:

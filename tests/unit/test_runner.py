@@ -104,7 +104,7 @@ def test_bad_events_go_to_dead_letter_before_their_ack(tmp_path, wire) -> None:
 
 def test_without_dead_letter_file_bad_events_stop_the_run_unacknowledged(tmp_path, wire) -> None:
     made = wire([GOOD[0], b"oops"])
-    config = dataclasses.replace(make_config(tmp_path), dead_letter=None)
+    config = make_config(tmp_path).model_copy(update={"dead_letter": None})
     with pytest.raises(BridgeError, match="no dead_letter file is configured"):
         Runner(config, sink=MemorySink(), max_events=2).run()
     assert made["t"].acked == []
