@@ -1,4 +1,4 @@
-"""The ``amq-bridge`` command: run, broker, publish.
+"""The ``amq-bridge`` command: run, broker, publish, check, schema.
 
 Exit status: 0 done, 1 a runtime error (one line on stderr, no traceback), 2 a usage or
 configuration error, 130 forced stop by a second signal; a worker process of ``workers: N``
@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                                 help="validate the config, show the classpath, try each transport")
     _config_option(check)
     check.set_defaults(func=_check)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of config.yaml (as config.schema.json)")
+    schema.set_defaults(func=_schema, log_level="INFO", log_format="text")
     return parser
 
 
@@ -249,3 +252,10 @@ def _check(args: argparse.Namespace) -> int:
     from bridge.check import check
 
     return check(_load(args))
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from bridge.config.schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0

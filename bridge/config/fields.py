@@ -72,6 +72,12 @@ def _whole(value: Any) -> Any:
 
 Text = Annotated[str, BeforeValidator(_number_as_text), SchemaChange(lambda s: {**s, "type": ["string", "integer"]})]
 Whole = Annotated[int, BeforeValidator(_whole), Strict()]
+
+
+def whole(**limits: Any) -> Any:
+    """:data:`Whole` within ``limits`` (``ge``, ``le``), for an optional key (the limits are those
+    of the number, not of ``null``)."""
+    return Annotated[int, Strict(), Field(**limits), BeforeValidator(_whole)]
 Number = Annotated[float, Strict()]
 Flag = Annotated[bool, Strict()]
 

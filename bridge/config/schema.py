@@ -32,6 +32,8 @@ def json_schema() -> dict[str, Any]:
     for model in [schema, *schema.get("$defs", {}).values()]:
         required = set(model.get("required", ()))
         for name, prop in model.get("properties", {}).items():
+            if isinstance(prop.get("default"), dict):
+                del prop["default"]  # a section's defaults are its keys' own
             if name not in required:
                 model["properties"][name] = _nullable(prop)
     return {"$schema": DIALECT, **schema}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, WithJsonSchema, model_validator
 
-from bridge.config.fields import Matching, Number, Secret, Section, Text, Whole, problem
+from bridge.config.fields import Matching, Number, Secret, Section, Text, Whole, problem, whole
 
 _NAME = "[A-Za-z0-9_-]+"
 _ID = "[A-Za-z0-9][A-Za-z0-9_.:-]*"
@@ -117,5 +117,5 @@ class MetricsConfig(Section):
     prometheus-client. No port: off."""
 
     host: Text = Field("127.0.0.1", description="The address to listen on.")
-    port: Optional[Whole] = Field(None, ge=0, le=65535, description="The port to listen on (0: any free one); "
+    port: Optional[whole(ge=0, le=65535)] = Field(None, description="The port to listen on (0: any free one); "
                                   "none: no HTTP endpoint. Worker i of workers: N uses port + i - 1.")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, PlainSerializer, Tag
 
-from bridge.config.fields import ConfigPath, Matching, Number, SecretField, Section, Text, Whole, SchemaChange, choice
+from bridge.config.fields import ConfigPath, Matching, Number, SchemaChange, SecretField, Section, Whole, choice, whole
 
 SINK_TYPES = ("stdout", "jsonl", "sqlite", "postgres", "handler")
 FSYNC_POLICIES = ("never", "batch")
@@ -63,9 +63,9 @@ class JsonlSinkConfig(Section):
     type: Literal["jsonl"] = Field(description="The sink: JSON lines appended to path.")
     path: ConfigPath = Field(description="The file events are appended to.")
     fsync: Fsync = Field("never", description=_FSYNC)
-    rotate_bytes: Optional[Whole] = Field(None, ge=1, description="Rotate (rename to <path>.<UTC time>) when the file "
+    rotate_bytes: Optional[whole(ge=1)] = Field(None, description="Rotate (rename to <path>.<UTC time>) when the file "
                                           "would grow past this many bytes.")
-    rotate_seconds: Optional[Number] = Field(None, ge=1, description="Rotate when the file is older than this many "
+    rotate_seconds: Optional[Annotated[Number, Field(ge=1)]] = Field(None, description="Rotate when the file is older than this many "
                                              "seconds.")
     keep: Whole = Field(0, ge=0, description="Rotated files kept, the oldest removed first; 0 keeps all.")
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)

@@ -121,7 +121,8 @@ class OpenWireConfig(Section):
     urls: one_or_many(BrokerUrl) = Field(("tcp://127.0.0.1:61616",), min_length=1, description=(
         "Broker URLs (tcp://HOST:PORT, ssl://HOST:PORT); several give failover in this order."))
     jars_dir: ConfigPath = Field(DEFAULT_JARS_DIR, description="The folder with the ActiveMQ client jars named in "
-                                 "its manifest.txt (filled by scripts/setup).")
+                                 "its manifest.txt (filled by scripts/setup); default: jars/ of the installation.",
+                                 json_schema_extra=lambda schema: schema.pop("default"))
     classpath: one_or_many(ConfigPath) = Field((), description="Extra classpath entries (jars or folders) for the "
                                                "JVM.")
     prefetch: Whole = Field(1000, ge=1, description="Messages the broker may push ahead of acknowledgement (memory "
