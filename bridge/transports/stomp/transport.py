@@ -33,22 +33,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
-import ssl
 import threading
-from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import stomp
 from stomp.exception import StompException
-from stomp.protocol import Protocol12
 
-from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError,
-                           ConnectionLostError, TransportError)
+from bridge.errors import ConnectError, ConnectionLostError, TransportError
 from bridge.event import Event, make_event
-from bridge.transports import stomp_reader
 from bridge.transports.base import Hooks, Transport
+from bridge.transports.stomp.connect import open_link
+from bridge.transports.stomp.frames import ack_frame, path, shown, write
+from bridge.transports.stomp.link import LOST, Link
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig, Destination
@@ -57,155 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Every this many SENDs, one asks for a receipt and waits for it.
 RECEIPT_EVERY = 1000
-_LOST = object()  # wakes a receive() that waits when the connection drops
-_AUTH_MARKERS = ("securityexception", "password is invalid", "failed to login", "authentication failed")
-_CLIENT_ID_MARKERS = ("invalidclientidexception", "already connected from")
-_HEADER_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", ":": "\\c"})
-
-
-class _Link(stomp.ConnectionListener):
-    """One STOMP connection: stomp.py's connection object, what it delivered, how it ended.
-
-    The callbacks run on stomp.py's receiver (or heart-beat) thread. They only record state,
-    queue frames and wake waiters, and never raise: an exception there closes the socket.
-    """
-
-    def __init__(self, owner: "StompTransport", conn: stomp.StompConnection12, endpoint: str) -> None:
-        self.owner, self.conn, self.endpoint = owner, conn, endpoint
-        # (headers, body) of each MESSAGE, then _LOST; unbounded, as the broker sends at most
-        # ``prefetch`` unacknowledged messages per subscription. ``arrived`` is set after an append.
-        self.frames: deque[Any] = deque()
-        self.arrived = threading.Event()
-        self.answered = threading.Event()  # CONNECTED, ERROR or end of socket while connecting
-        self.gone = threading.Event()
-        self.up = self.closing = False
-        self.refusal: tuple[str, str] | None = None  # (first line, whole text) of the ERROR to CONNECT
-        self.lost_reason: str | None = None
-        self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
-        self.receipts: dict[str, threading.Event] = {}
-        self.receipt_errors: dict[str, str] = {}
-        self.read_error: OSError | None = None  # why the socket's last read failed (a TLS alert...)
-        self._lock = threading.Lock()
-        self._note_read_errors(conn.transport)
-        # MESSAGE frames come to on_messages, a read at a time (stomp_reader), or to on_message.
-        stomp_reader.install(conn, self.on_messages)
-
-    def _note_read_errors(self, transport: Any) -> None:
-        """Keep the error of a failed socket read, which stomp.py drops before CONNECTED: a broker
-        refusing our client certificate (TLS 1.3) says so only in an alert on the first read."""
-        sock = transport.socket
-        recv = sock.recv
-
-        def recv_noting(*args: Any) -> Any:
-            try:
-                return recv(*args)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                raise  # no error: a non-blocking socket with nothing to read yet
-            except OSError as exc:
-                self.read_error = exc
-                raise
-        if isinstance(sock, ssl.SSLSocket):  # a plain socket's errors say nothing more
-            sock.recv = recv_noting
-
-    def on_connected(self, frame: Any) -> None:
-        self.up = True
-        self.answered.set()
-
-    def on_error(self, frame: Any) -> None:
-        body = bytes(frame.body or b"").decode("utf-8", "replace")
-        text = (frame.headers.get("message") or body).strip()
-        summary = text.splitlines()[0] if text else "ERROR frame without a message"
-        receipt = frame.headers.get("receipt-id")
-        if receipt in self.receipts:
-            self.receipt_errors[receipt] = summary
-            self.receipts[receipt].set()
-        elif not self.up:
-            self.refusal = (summary, f"{text}\n{body}".lower())
-            self.answered.set()
-        else:
-            log.warning("STOMP broker %s sent an error: %s", self.endpoint, summary)
-
-    def on_receipt(self, frame: Any) -> None:
-        if (waiter := self.receipts.get(frame.headers.get("receipt-id"))) is not None:
-            waiter.set()
-
-    def on_message(self, frame: Any) -> None:
-        self.on_messages(((frame.headers, frame.body),))
-
-    def on_messages(self, items: Iterable[tuple[dict[str, str], bytes]]) -> None:
-        self.frames.extend(items)
-        if not self.arrived.is_set():  # set already while receive() is busy: no lock taken then
-            self.arrived.set()
-
-    def on_disconnected(self) -> None:
-        with self._lock:
-            if self.gone.is_set():
-                return
-            silent = monotonic() - (getattr(self.conn, "received_heartbeat", None) or monotonic())
-            if self.closing:
-                self.lost_reason = "closed by the bridge"
-            elif silent > (getattr(self.conn, "receive_sleep", 0) or float("inf")):
-                self.lost_reason = f"no heart-beat from {self.endpoint} for {silent:.1f}s"
-            else:
-                self.lost_reason = f"connection to {self.endpoint} lost"
-            was_up, self.up = self.up, False
-            self.gone.set()
-        self.answered.set()
-        for waiter in list(self.receipts.values()):
-            waiter.set()
-        self.frames.append(_LOST)
-        self.arrived.set()
-        if was_up:
-            try:
-                self.owner.hooks.on_disconnected(self.owner.name, self.lost_reason)
-            except Exception:
-                log.exception("on_disconnected hook failed")
-
-    on_heartbeat_timeout = on_disconnected  # stomp.py reports both; the first one counts
-
-    def shutdown(self, timeout: float) -> None:
-        """DISCONNECT (so the ACKs before it are processed), close the socket, end both threads."""
-        self.closing = True
-        io_thread, heartbeat_thread = self.conn.transport.io_thread, self.conn.heartbeat_thread
-        if self.up:
-            try:
-                # Protocol12.disconnect only sends the frame (stomp.py closes the socket on its
-                # receipt); StompConnection12.disconnect would then wait without a time limit.
-                Protocol12.disconnect(self.conn, receipt="disconnect")
-                self.gone.wait(timeout)
-            except (StompException, OSError) as exc:
-                log.debug("DISCONNECT to %s failed: %s", self.endpoint, exc)
-        if not self.gone.is_set():
-            try:
-                self.conn.transport.disconnect_socket()
-            except Exception as exc:  # stomp.py's thread may race us to the socket; it ends closed
-                log.debug("closing the socket to %s: %s", self.endpoint, exc)
-        for thread in (io_thread, heartbeat_thread):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(2.0)
-
-
-def _single_io_thread(transport: Any, sock: ssl.SSLSocket) -> None:
-    """Have stomp.py's receiver thread do the writes too, as stomp.py does for the TLS sockets it
-    wraps itself: an SSL socket written by one thread while another reads it breaks (OpenSSL
-    objects are not thread-safe; TLS 1.3 reads write too)."""
-    import selectors
-
-    from stomp.transport import PollableQueue
-
-    transport.send_queue = PollableQueue()
-    transport.sel = selectors.DefaultSelector()
-    transport.sel.register(transport.send_queue, selectors.EVENT_READ)
-    transport.sel.register(sock, selectors.EVENT_READ)
-    transport.blocking = False
-    sock.setblocking(False)
-
-
-def _raise_tls_refusal(link: _Link, host: str) -> None:
-    """Raise a ConnectError naming the TLS cause when the connection ended with a TLS alert."""
-    if isinstance(link.read_error, ssl.SSLError):
-        from bridge import tls
-        raise ConnectError(f"{link.endpoint} ({tls.describe_python(link.read_error, host)})") from link.read_error
 
 
 class StompTransport(Transport):
@@ -215,8 +62,8 @@ class StompTransport(Transport):
 
     def __init__(self, config: "BridgeConfig", hooks: Hooks | None = None) -> None:
         super().__init__(config, hooks)
-        self._link: _Link | None = None
-        self._pending: dict[int, tuple[_Link, str]] = {}  # delivery tag -> (its link, its STOMP ack id)
+        self._link: Link | None = None
+        self._pending: dict[int, tuple[Link, str]] = {}  # delivery tag -> (its link, its STOMP ack id)
         self._sent = 0
         self._tags = itertools.count(1)  # never reused, so a stale tag cannot ack a newer delivery
 
@@ -240,10 +87,10 @@ class StompTransport(Transport):
         for index, (host, port) in enumerate(hosts):
             remaining = deadline - monotonic()
             if remaining <= 0:
-                failures.append(f"{_endpoint(host, port)} (not tried: time is up)")
+                failures.append(f"{shown(host, port)} (not tried: time is up)")
                 continue
             try:
-                self._link = self._open(host, port, remaining / (len(hosts) - index))
+                self._link = open_link(self, host, port, remaining / (len(hosts) - index))
             except ConnectError as exc:
                 failures.append(str(exc))
                 cause = exc.__cause__
@@ -251,54 +98,6 @@ class StompTransport(Transport):
                 self.hooks.on_connected(self.name, self._link.endpoint)
                 return
         raise ConnectError(f"cannot connect over STOMP within {timeout:g}s: " + "; ".join(failures)) from cause
-
-    def _open(self, host: str, port: int, timeout: float) -> _Link:
-        endpoint, deadline = _endpoint(host, port), monotonic() + timeout
-        self.hooks.on_connecting(self.name, endpoint)
-        # stomp.py's connect loop retries, sleeps and logs the cause away; it skips the loop when
-        # transport.socket is set (if that changes: one attempt, no sleep, still within timeout).
-        try:
-            sock = socket.create_connection((host, port), timeout)
-            if self.config.stomp.tls.enabled:  # raises ConnectError naming the TLS cause
-                from bridge import tls
-                sock = tls.wrap(sock, host, self.config.stomp.tls, max(0.1, deadline - monotonic()), endpoint=endpoint)
-            sock.settimeout(None)
-        except OSError as exc:
-            raise ConnectError(f"{endpoint} ({exc.strerror or str(exc) or type(exc).__name__})") from exc
-        beat = self.config.stomp.heartbeat_ms
-        conn = stomp.StompConnection12(
-            [(host, port)], prefer_localhost=False, try_loopback_connect=False, reconnect_attempts_max=1,
-            reconnect_sleep_initial=0, timeout=timeout, heartbeats=(beat, beat), auto_decode=False)
-        conn.transport.socket, conn.transport.current_host_and_port = sock, (host, port)
-        if isinstance(sock, ssl.SSLSocket):
-            _single_io_thread(conn.transport, sock)
-        link = _Link(self, conn, endpoint)
-        conn.set_listener("amq-bridge", link)
-        creds = self.config.credentials
-        try:
-            conn.connect(username=creds.username or None, passcode=creds.password if creds.username else None,
-                         headers={"client-id": self.config.subscription.connection_id}, with_connect_command=True)
-            link.answered.wait(max(0.0, deadline - monotonic()))
-        except (StompException, OSError) as exc:
-            link.shutdown(0)
-            _raise_tls_refusal(link, host)
-            raise ConnectError(f"{endpoint} ({str(exc) or type(exc).__name__})") from exc
-        if link.up:
-            return link
-        closed = link.gone.is_set()
-        link.shutdown(0)
-        if link.refusal is None:
-            _raise_tls_refusal(link, host)
-            why = "closed the connection" if closed else f"did not answer CONNECT within {timeout:.1f}s"
-            raise ConnectError(f"{endpoint} {why} (is it a STOMP port?)")
-        summary, text = link.refusal
-        summary = summary.replace(creds.password, "***") if creds.password else summary
-        cause = StompException(f"ERROR frame from {endpoint}: {summary}")
-        if any(marker in text for marker in _CLIENT_ID_MARKERS):
-            raise ClientIdInUseError(self.config.subscription.connection_id) from cause
-        if any(marker in text for marker in _AUTH_MARKERS):
-            raise AuthenticationError(f"{endpoint} refused user {creds.username!r}: {summary}") from cause
-        raise ConnectError(f"{endpoint} refused the connection: {summary}") from cause
 
     def subscribe(self, destination: "Destination") -> None:
         """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
@@ -312,7 +111,7 @@ class StompTransport(Transport):
         link.subscriptions[sub_id] = str(destination)
         headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
         self._confirmed(link, sub_id, f"subscribe {destination}",
-                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
+                        lambda h: link.conn.subscribe(path(destination), sub_id, ack="client-individual",
                                                       headers={**headers, **h}),
                         self.config.connect_timeout)
 
@@ -341,7 +140,7 @@ class StompTransport(Transport):
                 item = popleft()
             except IndexError:
                 break
-            if item is _LOST:
+            if item is LOST:
                 break
             headers, body = item
             tag, stamp, sub = next(tags), headers.get("timestamp", ""), headers.get("subscription", "")
@@ -373,7 +172,7 @@ class StompTransport(Transport):
             ConnectionLostError: The connection they came over is gone (the broker redelivers them).
         """
         pending = self._pending
-        frames: dict[_Link, list[bytes]] = {}
+        frames: dict[Link, list[bytes]] = {}
         error: TransportError | None = None
         for event in events:
             entry = pending.pop(event.delivery_tag, None) if event.transport == self.name else None
@@ -391,7 +190,7 @@ class StompTransport(Transport):
                                                      f"{link.lost_reason or 'not connected'}")
                 continue
             try:
-                _write(link.conn, b"".join(batch))
+                write(link.conn, b"".join(batch))
             except (StompException, OSError) as exc:
                 lost = ConnectionLostError(f"cannot ack on {link.endpoint}: {exc}")
                 lost.__cause__ = exc
@@ -410,11 +209,11 @@ class StompTransport(Transport):
         self._sent += 1
         if self._sent % RECEIPT_EVERY == 0:
             self._confirmed(link, f"send-{self._sent}", f"send to {destination}",
-                            lambda h: link.conn.send(_path(destination), body, content_type="application/json",
+                            lambda h: link.conn.send(path(destination), body, content_type="application/json",
                                                      headers={**headers, **h}))
             return
         try:
-            link.conn.send(_path(destination), body, content_type="application/json", headers=headers)
+            link.conn.send(path(destination), body, content_type="application/json", headers=headers)
         except (StompException, OSError) as exc:
             raise ConnectionLostError(f"cannot send to {destination} on {link.endpoint}: {exc}") from exc
 
@@ -432,7 +231,7 @@ class StompTransport(Transport):
         except (StompException, OSError) as exc:
             raise ConnectionLostError(f"confirm sent messages: {exc}") from exc
 
-    def _confirmed(self, link: _Link, rid: str, what: str, action: Callable[[dict[str, str]], None],
+    def _confirmed(self, link: Link, rid: str, what: str, action: Callable[[dict[str, str]], None],
                    timeout: float | None = None) -> None:
         """Run ``action`` with a ``receipt`` header and wait for the broker's receipt."""
         timeout = max(30.0, self.config.connect_timeout) if timeout is None else timeout
@@ -460,36 +259,10 @@ class StompTransport(Transport):
             except Exception:
                 log.exception("closing the STOMP connection to %s failed", link.endpoint)
 
-    def _current(self, *, live: bool = False) -> _Link:
+    def _current(self, *, live: bool = False) -> Link:
         link = self._link
         if link is None:
             raise TransportError("stomp transport is not connected")
         if live and not link.up:
             raise ConnectionLostError(link.lost_reason or f"connection to {link.endpoint} lost")
         return link
-
-
-def ack_frame(ack_id: str) -> bytes:
-    """The STOMP 1.2 ``ACK`` frame naming ``ack_id`` (header value escaped as the spec says)."""
-    if "\\" in ack_id or ":" in ack_id or "\n" in ack_id or "\r" in ack_id:
-        ack_id = ack_id.translate(_HEADER_ESCAPES)
-    return b"ACK\nid:" + ack_id.encode() + b"\n\n\x00"
-
-
-def _write(conn: Any, data: bytes) -> None:
-    """Send ready-made frames on stomp.py's connection, as its ``transmit`` does for one frame:
-    through the receiver thread's queue when that thread does the writes (TLS), else directly."""
-    transport = conn.transport
-    if transport.blocking:
-        transport.send(data)
-    else:
-        transport.send_queue.put(data)
-
-
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _path(destination: "Destination") -> str:
-    return f"/{destination.kind}/{destination.name}"
-
