@@ -34,7 +34,7 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
     if kind_ == "bridge":
         reason, loc = ctx["reason"], [*loc, *([ctx["key"]] if ctx.get("key") else [])]
     elif kind_ == "extra_forbidden":
-        reason = "unknown key"
+        reason = f"unknown key for the {tag} sink" if tag else "unknown key"
     elif kind_ == "missing":
         reason = f"is required for the {tag} sink" if tag else "is required"
     elif kind_ == "union_tag_invalid":

@@ -72,6 +72,11 @@ INVALID = [
     ("credentials.password", "g" * 32, "credentials.password", "32 hexadecimal"),
     ("credentials.password", "${NOT_SET_ANYWHERE}", "credentials.password", "environment variable NOT_SET_ANYWHERE is not set"),
     ("credentials.username", "${bad-name}", "credentials.username", "not a valid environment variable"),
+    ("sink", {"type": "jsonl", "path": "e.jsonl", "table": "t"}, "sink.table", "unknown key for the jsonl sink"),
+    ("sink", {"type": "postgres"}, "sink.url", "is required for the postgres sink"),
+    ("stomp.tls", {"trust_store": "t.jks"}, "stomp.tls.trust_store", "Java key stores are for openwire"),
+    ("openwire.tls", {"cert_file": "c.pem"}, "openwire.tls.key_file", "cert_file and key_file go together"),
+    ("metrics.port", 65536, "metrics.port", "at most 65535"),
 ]
 
 
