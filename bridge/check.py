@@ -1,8 +1,9 @@
 """``amq-bridge check``: validate the config, show what would be used, try every transport.
 
-Prints the effective configuration (password as ``***``), the OpenWire classpath with the version
-of each jar (read from its ``META-INF/MANIFEST.MF``, no JVM needed), then connects and subscribes
-with each transport of ``transport_order`` and reports which works. The check connects under a
+Prints the effective configuration as a user would write it (secrets as ``***``), the OpenWire
+classpath with the version of each jar (read from its ``META-INF/MANIFEST.MF``, no JVM needed),
+then connects and subscribes with each transport of ``transport_order`` and reports which works;
+the result line is the last thing printed. The check connects under a
 connection id of its own (``<connection_id>-check``), so a running bridge is not disturbed, and
 with a prefetch of 0 it never receives or acknowledges anything: whatever the broker might still
 hand it is redelivered to the bridge, not lost.
@@ -16,7 +17,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Callable, TextIO
 
 import yaml
 
