@@ -45,6 +45,8 @@ def config_error(exc: ValidationError, source: str) -> ConfigError:
         reason = f"must be {_TYPES[kind_]}, not {kind(value)}"
     elif kind_ == "greater_than_equal":
         reason = f"must be at least {ctx['ge']:g}"
+    elif kind_ == "greater_than":
+        reason = f"must be more than {ctx['gt']:g}"
     elif kind_ == "less_than_equal":
         reason = f"must be at most {ctx['le']:g}"
     elif kind_ == "too_short":
