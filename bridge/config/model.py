@@ -16,13 +16,26 @@ from bridge.config.transports import OpenWireConfig, StompConfig
 TRANSPORTS = ("openwire", "stomp")
 PROFILES = ("atdata", "generic")
 _ATDATA = "(AtData profile; set profile: generic for other brokers)"
+_TEXT = ["string", "integer"]
+
+#: The AtData profile's checks, for the schema: unless ``profile: generic``, the username is 4-5
+#: digits, the password 32 hexadecimal characters, the namespace alphanumeric.
+_ATDATA_SCHEMA = {
+    "if": {"required": ["profile"], "properties": {"profile": {"const": "generic"}}},
+    "else": {"required": ["credentials"], "properties": {
+        "credentials": {"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": _TEXT, "pattern": r"^[0-9]{4,5}$|\$\{", "minimum": 1000, "maximum": 99999},
+            "password": {"type": _TEXT, "pattern": r"^[0-9a-fA-F]{32}$|\$\{", "minimum": 10 ** 31,
+                         "maximum": 10 ** 32 - 1}}},
+        "subscription": {"properties": {"namespace": {"pattern": r"^[A-Za-z0-9]+$|\$\{"}}}}},
+}
 
 
 class BridgeConfig(Section):
     """The configuration of amq-bridge (config.yaml). Strings may use ${ENV_VAR} or
     ${file:/path}; relative paths are resolved against the folder of the file."""
 
-    model_config = {"title": "amq-bridge configuration"}
+    model_config = {"title": "amq-bridge configuration", "json_schema_extra": _ATDATA_SCHEMA}
 
     transport: choice(*TRANSPORTS) = Field("openwire", description=(
         "Protocol used to reach the broker: openwire (ActiveMQ JMS client in a JVM via JPype) or stomp (stomp.py)."))

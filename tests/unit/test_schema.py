@@ -72,6 +72,11 @@ AGREE = [
     ("stomp", {"tls": {"ca_file": "system", "cert_file": "c.pem", "key_file": "k.pem"}}, True),
     ("openwire", {"tls": {"trust_store": "t.p12", "key_store": "k.jks", "key_store_type": "jks"}}, True),
     ("metrics", {"port": 9187}, True),
+    ("credentials.username", 12345, True),
+    ("credentials.username", "123", False),  # the AtData profile's checks
+    ("credentials.password", "secret", False),
+    ("credentials", None, False),
+    ("subscription.namespace", "acme-corp", False),
     ("colour", "blue", False),  # an unknown key
     ("openwire.prefetch", "many", False),  # a wrong type
     ("openwire.prefetch", 0, False),
@@ -111,5 +116,8 @@ def test_the_good_document_and_a_generic_one_validate() -> None:
     generic = {"profile": "generic", "subscription": {"destination": "topic:prices", "connection_id": "p1"}}
     for doc in (base(), generic):
         assert schema_accepts(doc) and bridge_accepts(doc)
+    other_broker = {"profile": "generic", "credentials": {"username": "app", "password": "pw"},
+                    "subscription": {"namespace": "acme-corp", "destination_id": "1", "connection_id": "p1"}}
+    assert schema_accepts(other_broker) and bridge_accepts(other_broker)
     neither = {"profile": "generic", "subscription": {"connection_id": "p1"}}
     assert not schema_accepts(neither) and not bridge_accepts(neither)
