@@ -18,8 +18,8 @@ PROFILES = ("atdata", "generic")
 _ATDATA = "(AtData profile; set profile: generic for other brokers)"
 _TEXT = ["string", "integer"]
 
-#: The AtData profile's checks, for the schema: unless ``profile: generic``, the username is 4-5
-#: digits, the password 32 hexadecimal characters, the namespace alphanumeric.
+#: The rules between sections, for the schema. Unless ``profile: generic`` (the AtData profile),
+#: the username is 4-5 digits, the password 32 hexadecimal characters, the namespace alphanumeric.
 _ATDATA_SCHEMA = {
     "if": {"required": ["profile"], "properties": {"profile": {"const": "generic"}}},
     "else": {"required": ["credentials"], "properties": {
@@ -29,13 +29,21 @@ _ATDATA_SCHEMA = {
                          "maximum": 10 ** 32 - 1}}},
         "subscription": {"properties": {"namespace": {"pattern": r"^[A-Za-z0-9]+$|\$\{"}}}}},
 }
+#: A sink that gives up on a batch (max_attempts above 0; the handler sink's default is 5) needs dead_letter.
+_DEAD_LETTER_SCHEMA = {
+    "if": {"required": ["sink"], "properties": {"sink": {"type": "object", "anyOf": [
+        {"required": ["max_attempts"], "properties": {"max_attempts": {"type": "integer", "exclusiveMinimum": 0}}},
+        {"required": ["type"], "properties": {"type": {"const": "handler"}, "max_attempts": {"not": {"const": 0}}}},
+    ]}}},
+    "then": {"required": ["dead_letter"], "properties": {"dead_letter": {"type": "string"}}},
+}
 
 
 class BridgeConfig(Section):
     """The configuration of amq-bridge (config.yaml). Strings may use ${ENV_VAR} or
     ${file:/path}; relative paths are resolved against the folder of the file."""
 
-    model_config = {"title": "amq-bridge configuration", "json_schema_extra": _ATDATA_SCHEMA}
+    model_config = {"title": "amq-bridge configuration", "json_schema_extra": {"allOf": [_ATDATA_SCHEMA, _DEAD_LETTER_SCHEMA]}}
 
     transport: choice(*TRANSPORTS) = Field("openwire", description=(
         "Protocol used to reach the broker: openwire (ActiveMQ JMS client in a JVM via JPype) or stomp (stomp.py)."))

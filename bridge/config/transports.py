@@ -151,8 +151,25 @@ class OpenWireConfig(Section):
         return data
 
 
+def _given(key: str, kind: str) -> dict[str, Any]:
+    return {"required": [key], "properties": {key: {"type": kind}}}
+
+
+#: For the schema: STOMP over TLS (enabled, or implied by cert_file or insecure) verifies the broker
+#: with ca_file unless insecure: true.
+_STOMP_TLS_CA = {
+    "if": {"anyOf": [{"required": ["enabled"], "properties": {"enabled": {"const": True}}},
+                     {"properties": {"enabled": {"type": "null"}},
+                      "anyOf": [_given("cert_file", "string"), _given("insecure", "boolean")]}],
+           "not": {"required": ["insecure"], "properties": {"insecure": {"const": True}}}},
+    "then": _given("ca_file", "string"),
+}
+
+
 class StompConfig(Section):
     """The STOMP transport (stomp.py)."""
+
+    model_config = {"json_schema_extra": lambda schema: schema["properties"]["tls"].update(_STOMP_TLS_CA)}
 
     hosts: one_or_many(HostPort) = Field((("127.0.0.1", 61613),), min_length=1, description=(
         "Broker HOST:PORT pairs; several give failover in this order."))

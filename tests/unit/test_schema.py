@@ -77,6 +77,14 @@ AGREE = [
     ("credentials.password", "secret", False),
     ("credentials", None, False),
     ("subscription.namespace", "acme-corp", False),
+    ("stomp.tls", {"enabled": True, "insecure": True}, True),
+    ("stomp.tls", {"enabled": False, "cert_file": "c.pem", "key_file": "k.pem"}, True),
+    ("stomp.tls", {"enabled": True}, False),  # no ca_file to verify the broker with
+    ("stomp.tls", {"insecure": False}, False),
+    ("stomp.tls", {"cert_file": "c.pem", "key_file": "k.pem"}, False),
+    (*_sink(type="handler", handler="pkg.mod:fn", max_attempts=0), True),
+    (*_sink(type="handler", handler="pkg.mod:fn"), False),  # gives up after 5: needs dead_letter
+    (*_sink(type="sqlite", path="e.db", max_attempts=3), False),
     ("colour", "blue", False),  # an unknown key
     ("openwire.prefetch", "many", False),  # a wrong type
     ("openwire.prefetch", 0, False),
@@ -110,6 +118,12 @@ def test_schema_and_bridge_agree(path: str, value: Any, accepted: bool) -> None:
     doc = with_change(path, value)
     assert bridge_accepts(doc) == accepted
     assert schema_accepts(doc) == accepted
+
+
+def test_a_sink_that_gives_up_with_a_dead_letter_file_validates() -> None:
+    for sink in ({"type": "sqlite", "path": "e.db", "max_attempts": 3}, {"type": "handler", "handler": "m:f"}):
+        doc = {**base(), "sink": sink, "dead_letter": "dead.jsonl"}
+        assert schema_accepts(doc) and bridge_accepts(doc)
 
 
 def test_the_good_document_and_a_generic_one_validate() -> None:
