@@ -17,7 +17,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 import yaml
 
@@ -67,8 +67,9 @@ def check(config: BridgeConfig, out: TextIO | None = None) -> int:
 
 def effective_config(config: BridgeConfig) -> str:
     """The configuration as the user would write it, defaults filled in: the keys of the chosen
-    sink only, no section of a transport that is not tried, no ``tls`` that is off, secrets ``***``."""
-    data = config.model_dump(mode="json", exclude_none=True)
+    sink only, no section of a transport that is not tried, no ``tls`` that is off, nothing that
+    is not set (``None``, an empty password), secrets ``***``."""
+    data = _given(config.model_dump(mode="json", exclude_none=True))
     if config.subscription.namespace is not None:
         del data["subscription"]["destination"]  # the queue of namespace + destination_id
     for name in TRANSPORTS:
@@ -77,6 +78,12 @@ def effective_config(config: BridgeConfig) -> str:
         elif not getattr(config, name).tls.enabled:
             del data[name]["tls"]
     return logs.redact(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120))
+
+
+def _given(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the empty strings (a password or user name not set) and sections left empty."""
+    given = {key: _given(value) if isinstance(value, dict) else value for key, value in data.items()}
+    return {key: value for key, value in given.items() if value not in ("", {})}
 
 
 def jar_version(path: Path) -> str | None:

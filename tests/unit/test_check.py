@@ -71,3 +71,12 @@ def test_effective_config_shows_tls_of_a_transport_tried() -> None:
     assert shown["sink"] == {"type": "postgres", "url": "postgresql://u:***@h/db", "table": "events",
                              "max_attempts": 0}
     assert shown["subscription"] == {"connection_id": "c", "destination": "queue:q"}
+
+
+def test_effective_config_leaves_out_what_is_not_set() -> None:
+    config = parse_config({"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"},
+                           "openwire": {"urls": ["ssl://b:61617"]}}, env={})
+    shown = yaml.safe_load(effective_config(config))
+    assert "credentials" not in shown
+    assert shown["openwire"]["tls"] == {"enabled": True, "verify_hostname": True, "insecure": False}
+    assert "dead_letter" not in shown and "port" not in shown["metrics"]
