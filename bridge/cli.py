@@ -165,15 +165,16 @@ def _on_signals(first: Callable[[], None], grace: float | None = None,
 def _run(args: argparse.Namespace) -> int:
     from bridge.runner import Runner
 
-    config = _load(args)
+    config, peers = _load(args), []
     if args.worker is not None:
         from bridge import workers
 
         workers.tag_logs(args.worker)
+        peers = workers.peer_sources(config, args.worker)
         config = workers.worker_config(config, args.worker)
     elif config.workers > 1:
         return _supervise(args, config)
-    runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
+    runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout, peers=peers)
     _on_signals(runner.stop, config.shutdown_timeout)
     metrics = None
     if config.metrics.port is not None:
