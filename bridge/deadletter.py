@@ -151,3 +151,44 @@ class DeadLetterFile:
             except OSError:
                 pass
             self._stream = None
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """Every line of the dead-letter file (without its newline), read under the lock; none
+    when it does not exist."""
+    try:
+        with locked(path, "rb") as stream:
+            return stream.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def remove_lines(path: Path, taken: Sequence[bytes]) -> int:
+    """Take these lines (one occurrence each) out of the dead-letter file; returns how many remain.
+
+    Under the lock: what the file holds now (a running bridge may have appended since it was
+    read) minus ``taken`` is written to ``<path>.tmp``, fsynced and renamed over the file, and
+    the directory fsynced. A crash at any point leaves either the old file or the new one.
+    """
+    pending: dict[bytes, int] = {}
+    for line in taken:
+        pending[line] = pending.get(line, 0) + 1
+    tmp = path.with_name(path.name + ".tmp")
+    with locked(path, "rb") as stream:
+        kept = []
+        for line in stream.read().splitlines():
+            if pending.get(line):
+                pending[line] -= 1
+            elif line.strip():
+                kept.append(line)
+        with open(tmp, "wb") as out:
+            out.write(b"".join(line + b"\n" for line in kept))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return len(kept)
