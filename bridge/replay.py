@@ -98,7 +98,9 @@ def replay(config: BridgeConfig, dead_letter: Path | None = None, *, dry_run: bo
     if config.workers > 1:
         from bridge.workers import peer_sources, worker_config
 
-        jobs = [(worker_config(config, i), peer_sources(config, i)) for i in range(1, config.workers + 1)]
+        # what the other workers' sinks hold is delivered; what their dead-letter files hold is not
+        jobs = [(worker_config(config, i), peer_sources(config, i, dead_letters=False))
+                for i in range(1, config.workers + 1)]
         if dead_letter is not None:
             jobs = jobs[:1]
     else:

@@ -93,10 +93,11 @@ def worker_config(config: BridgeConfig, index: int) -> BridgeConfig:
                                dead_letter=dead_letter, dedupe_window=window_size(config), workers=1)
 
 
-def peer_sources(config: BridgeConfig, index: int) -> list[IdSource]:
+def peer_sources(config: BridgeConfig, index: int, *, dead_letters: bool = True) -> list[IdSource]:
     """Readers of the newest message ids in the files of every worker but ``index``: their
-    ``jsonl`` files (with the rotated ones) and their dead-letter files. The stores (sqlite,
-    postgres) are shared, so the worker's own sink covers its peers there."""
+    ``jsonl`` files (with the rotated ones) and, unless ``dead_letters`` is false, their
+    dead-letter files. The stores (sqlite, postgres) are shared, so the worker's own sink covers
+    its peers there."""
     from bridge.deadletter import DeadLetterFile
     from bridge.sinks.lines import jsonl_recent_ids
 
@@ -107,7 +108,7 @@ def peer_sources(config: BridgeConfig, index: int) -> list[IdSource]:
         peer_config = worker_config(config, peer)
         if config.sink.type == "jsonl" and peer_config.sink.path is not None:
             sources.append(functools.partial(jsonl_recent_ids, peer_config.sink.path))
-        if peer_config.dead_letter is not None:
+        if dead_letters and peer_config.dead_letter is not None:
             sources.append(DeadLetterFile(peer_config.dead_letter).recent_ids)
     return sources
 
