@@ -48,7 +48,7 @@ def dead_letter_record(event: Event) -> dict[str, object]:
 
 @contextlib.contextmanager
 def locked(path: Path, mode: str = "ab") -> Iterator[BinaryIO]:
-    """``path`` opened (created if missing) and held under an exclusive ``flock``.
+    """``path`` opened with ``mode`` and held under an exclusive ``flock`` until the block ends.
 
     When the file at ``path`` was replaced while waiting for the lock (a replay renamed its
     rewrite over it), the new file is opened and locked instead.
