@@ -29,6 +29,7 @@ class _Collector:
     def collect(self) -> Iterator[object]:
         from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
                                             SummaryMetricFamily)
+        from prometheus_client.utils import floatToGoString
 
         s, labels = self.stats, ["transport"]
         value = [s.transport or "none"]
@@ -54,7 +55,7 @@ class _Collector:
             yield gauge
         ages = HistogramMetricFamily("amq_bridge_event_age_seconds", "Age of delivered events at the sink's "
                                      "commit: commit time minus broker timestamp", labels=labels)
-        buckets = [(f"{bound:g}", float(n)) for bound, n in zip(AGE_BUCKETS, list(s.ages_le))]
+        buckets = [(floatToGoString(bound), float(n)) for bound, n in zip(AGE_BUCKETS, list(s.ages_le))]
         ages.add_metric(value, buckets + [("+Inf", float(s.ages_count))], sum_value=s.ages_sum)
         yield ages
         if s.event_age is not None:
