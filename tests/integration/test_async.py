@@ -45,9 +45,12 @@ def test_aopen_exact_events_loop_free_and_idle_receive_times_out(broker: Broker,
     config = write_config(tmp_path / "a.yaml", broker=broker, transport=transport, namespace=namespace)
     result = run_child(tmp_path, "flow", N, [config], N)
     assert result["seen"] == list(range(N))
-    # a 10 ms ticker on the same loop: never more than 50 ms late while the events flow
-    assert result["ticks"] >= 5 and result["max_late"] < 0.05, result | {"seen": "..."}
-    assert result["idle_none"] and 0.45 <= result["idle_seconds"] < 0.7, result["idle_seconds"]
+    # a 10 ms ticker on the same loop: never more than 50 ms late while the events flow (not
+    # counting time the machine had no CPU for it); the same measure sees 80 ms of blocking
+    figures = {k: v for k, v in result.items() if k != "seen"}
+    assert result["ticks"] >= 5 and result["max_late"] < 0.05, figures
+    assert result["control_late"] >= 0.06, figures
+    assert result["idle_none"] and 0.45 <= result["idle_seconds"] < 1.0, result["idle_seconds"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
