@@ -23,7 +23,6 @@ thread of the process, the loop too, stalls that long once.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import threading
@@ -187,20 +186,24 @@ async def arun(config: ConfigLike, handler: Callable[[Any], Awaitable[object] | 
     """
     cfg = as_config(config)
     loop = asyncio.get_running_loop()
-    calls: set[concurrent.futures.Future[object]] = set()
+    calls: set[asyncio.Task[Any]] = set()  # handler calls in progress, all on the loop
+    stopping = False
 
     async def call(argument: Any) -> None:
-        result = handler(argument)
-        if inspect.isawaitable(result):
-            await result
+        if stopping:  # scheduled by the runner just before the cancellation
+            raise asyncio.CancelledError
+        task = asyncio.current_task()
+        assert task is not None
+        calls.add(task)
+        try:
+            result = handler(argument)
+            if inspect.isawaitable(result):
+                await result
+        finally:
+            calls.discard(task)
 
     def on_runner_thread(argument: Any) -> None:
-        future = asyncio.run_coroutine_threadsafe(call(argument), loop)
-        calls.add(future)
-        try:
-            future.result()
-        finally:
-            calls.discard(future)
+        asyncio.run_coroutine_threadsafe(call(argument), loop).result()
 
     sink_config = cfg.sink if cfg.sink.type == "handler" else SinkConfig("handler")
     runner = Runner(cfg, sink=HandlerSink(sink_config, on_runner_thread), hooks=hooks,
@@ -209,9 +212,10 @@ async def arun(config: ConfigLike, handler: Callable[[Any], Awaitable[object] | 
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:
+        stopping = True
         runner.stop()
-        for future in list(calls):
-            future.cancel()
+        for task in list(calls):
+            task.cancel()
         try:
             await asyncio.wait_for(done, CLOSE_TIMEOUT)
         except BaseException:  # ending anyway; the cancellation is what the caller sees
