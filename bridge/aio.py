@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable
 
 from bridge.api import BackgroundRunner, ConfigLike, as_config, as_error
 from bridge.config import BridgeConfig, SinkConfig
+from bridge.errors import BridgeError
 from bridge.event import Event
 from bridge.runner import Runner
 from bridge.sinks.handler import HandlerSink
@@ -130,7 +131,7 @@ class AsyncStream:
 
     def _ended_seen(self) -> bool:
         if self._ended is None:
-            raise RuntimeError("the stream is not started: use async with bridge.aopen(...)")
+            raise BridgeError("the stream is not started: use async with bridge.aopen(...)")
         return self._ended.done()
 
     def __aiter__(self) -> "AsyncStream":

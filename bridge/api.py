@@ -16,7 +16,7 @@ de-duplication. With ``open``, the runner works on a thread of its own and hands
 at a time; the batch is acknowledged to the broker once every event of it was ``ack()``-ed, so
 ack every event you take. Nothing here installs signal handlers or configures logging: that is
 the host application's business. In a process whose JVM is already running, the openwire
-transport uses it as it is.
+transport uses it as it is. For asyncio, :mod:`bridge.aio` builds on :class:`BackgroundRunner`.
 """
 
 from __future__ import annotations

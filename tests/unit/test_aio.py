@@ -12,7 +12,7 @@ import pytest
 import bridge
 import bridge.connection
 from bridge.config import parse_config
-from bridge.errors import AuthenticationError
+from bridge.errors import AuthenticationError, BridgeError
 from tests.unit.fakes import MemoryTransport
 
 BODIES = [json.dumps({"md5": f"{i:032x}"}).encode() for i in range(10)]
@@ -119,7 +119,7 @@ def test_the_runner_error_reaches_the_consumer(tmp_path, made) -> None:
 
 def test_receive_before_start_says_how_to_start(tmp_path, made) -> None:
     async def main():
-        with pytest.raises(RuntimeError, match="async with"):
+        with pytest.raises(BridgeError, match="async with"):
             await bridge.aopen(config(tmp_path)).receive()
 
     asyncio.run(main())
