@@ -110,7 +110,7 @@ async def cancel(count: int, config: str) -> dict[str, Any]:
         while (event := await stream.receive(timeout=timeout)) is not None:
             second.append(index(event))
             event.ack()
-            timeout = 3.0
+            timeout = 1.5
     return {"first": first, "second": second, "cancelled": task.cancelled(), "close_seconds": close_seconds,
             "broker_acked": streams[0].stats.acknowledged}
 
