@@ -237,12 +237,16 @@ def _run_on_thread(runner: Runner, loop: asyncio.AbstractEventLoop) -> "asyncio.
             done.set_result(result)  # type: ignore[arg-type]
 
     def work() -> None:
+        result: Stats | None = None
+        error: BaseException | None = None
         try:
             result = runner.run()
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody awaits the result any more
+            pass
 
     threading.Thread(target=work, daemon=True,
                      name=f"amq-bridge-{runner.config.subscription.connection_id}").start()
