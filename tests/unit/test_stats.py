@@ -66,3 +66,29 @@ def test_stats_line_shows_the_age() -> None:
     assert " age=- " in stats.line()
     stats.record_ages(events(0.25), NOW)
     assert " age=0.250s " in stats.line()
+
+
+def test_the_runner_records_ages_at_the_commit_of_each_batch(tmp_path, monkeypatch) -> None:
+    import dataclasses
+    import json
+
+    import bridge.connection
+    from bridge.config import parse_config
+    from bridge.runner import Runner
+    from tests.unit.fakes import MemorySink, MemoryTransport
+
+    published = int((time.time() - 2.0) * 1000)  # two seconds before the run
+
+    class Stamped(MemoryTransport):
+        def receive(self, max_events, timeout):
+            return [dataclasses.replace(e, timestamp=published) for e in super().receive(max_events, timeout)]
+
+    monkeypatch.setattr(bridge.connection, "create_transport",
+                        lambda name, config, hooks=None: Stamped(config, hooks, [json.dumps({"n": i}).encode()
+                                                                                 for i in range(10)]))
+    config = parse_config({"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"},
+                           "batch_size": 4, "stats_interval": 0}, env={})
+    stats = Runner(config, sink=MemorySink(), max_events=10).run()
+    assert stats.ages_count == 10 and le(stats, 1.0) == 0 and le(stats, 2.5) == 10
+    assert 2.0 <= stats.event_age < 2.5 and 20.0 <= stats.ages_sum < 25.0
+    assert stats.in_hand == 0  # nothing in hand once the run is over
