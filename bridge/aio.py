@@ -16,8 +16,8 @@ dead-lettering) on a thread of its own; the JVM and stomp.py keep their own thre
 reaches the loop in one ``loop.call_soon_threadsafe`` call, ``ack()`` only takes a lock the
 runner holds for microseconds, and closing waits for the runner on a future, so the loop is never
 made to wait on the broker. One limit: the first openwire connection of a process starts the JVM,
-which holds Python's global lock for a fraction of a second (about 0.15-0.4 s seen here), so every
-thread of the process, the loop too, stalls that long once.
+which holds Python's global lock for a fraction of a second (about 0.1-0.5 s seen here), so every
+Python thread of the process, the loop too, stalls that long once.
 """
 
 from __future__ import annotations
