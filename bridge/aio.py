@@ -168,7 +168,8 @@ class AsyncStream:
 def aopen(config: ConfigLike, *, hooks: Hooks | None = None) -> AsyncStream:
     """A stream of the configured subscription's events; use it with ``async with``.
 
-    Several streams may run in one loop, each with its own connection id.
+    Several streams may run in one loop, each with its own connection id. ``hooks`` are called
+    on the runner's thread: reach the loop from them with ``loop.call_soon_threadsafe``.
     """
     return AsyncStream(as_config(config), hooks)
 
