@@ -119,3 +119,6 @@ class MetricsConfig(Section):
     host: Text = Field("127.0.0.1", description="The address to listen on.")
     port: Optional[whole(ge=0, le=65535)] = Field(None, description="The port to listen on (0: any free one); "
                                   "none: no HTTP endpoint. Worker i of workers: N uses port + i - 1.")
+    max_event_age: Optional[Annotated[Number, Field(gt=0)]] = Field(None, description=(
+        "Seconds: /readyz answers 503 while events wait and the sink is further behind than this (none: not "
+        "checked)."))

@@ -77,6 +77,8 @@ INVALID = [
     ("stomp.tls", {"trust_store": "t.jks"}, "stomp.tls.trust_store", "Java key stores are for openwire"),
     ("openwire.tls", {"cert_file": "c.pem"}, "openwire.tls.key_file", "cert_file and key_file go together"),
     ("metrics.port", 65536, "metrics.port", "at most 65535"),
+    ("metrics.max_event_age", 0, "metrics.max_event_age", "more than 0"),
+    ("metrics.max_event_age", "soon", "metrics.max_event_age", "must be a number"),
 ]
 
 
@@ -248,3 +250,8 @@ def test_postgres_password_in_url_is_a_secret() -> None:
     base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
     config = parse_config({**base, "sink": {"type": "postgres", "url": "postgresql://u:pw-123@127.0.0.1/db"}}, env={})
     assert "pw-123" in config.secrets and "pw-123" not in repr(config)
+
+
+def test_max_event_age_is_optional_seconds() -> None:
+    assert parse_config(base(), env=ENV).metrics.max_event_age is None
+    assert parse_config(with_change("metrics.max_event_age", 2.5), env=ENV).metrics.max_event_age == 2.5
