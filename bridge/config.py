@@ -68,12 +68,26 @@ class Subscription:
         connection_id: The JMS client id of this process; stable across restarts.
         namespace: The feed namespace (AtData-style subscriptions), else ``None``.
         destination_id: The subscriber's destination id (AtData-style), else ``None``.
+        durable: A topic is consumed through a durable subscription (the broker keeps what is
+            published while the bridge is away); always false for a queue.
+        subscription_name: The durable subscription's name; ``None``: the connection id.
+        selector: A JMS message selector: only matching messages are delivered, else ``None``.
     """
 
     destination: Destination
     connection_id: str
     namespace: str | None = None
     destination_id: str | None = None
+    durable: bool = False
+    subscription_name: str | None = None
+    selector: str | None = None
+
+    @property
+    def durable_name(self) -> str | None:
+        """The name of the durable subscription (with the connection id it identifies it), or None."""
+        if not self.durable:
+            return None
+        return self.subscription_name or self.connection_id
 
     @property
     def feed_topic(self) -> Destination | None:
@@ -193,6 +207,8 @@ class SinkConfig:
     max_attempts: int = 0
     #: Table of the ``sqlite`` and ``postgres`` sinks.
     table: str = "events"
+    #: Write the events' properties (jsonl/stdout ``"properties"``, the stores' ``properties`` column).
+    include_properties: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +338,9 @@ def parse_config(
         inline_secrets=tuple(top.inline_secrets),
     )
     top.done()
+    if config.workers > 1 and config.subscription.destination.kind == "topic":
+        top.fail("workers", "must be 1 for a topic: every subscriber of a topic gets every message, so N workers "
+                 "would deliver each event N times (consume a queue, e.g. a virtual topic's, to share the load)")
     if config.sink.max_attempts and config.dead_letter is None:
         top.fail("dead_letter", f"is required when sink.max_attempts is set (a batch given up on is set aside there)")
     return config
@@ -344,11 +363,25 @@ def _subscription(sec: Section, profile: str) -> Subscription:
     destination_id = sec.string("destination_id", "")
     destination = sec.string("destination", "")
     connection_id = sec.string("connection_id", "")
+    durable = sec.get("durable")
+    if durable is not None:
+        durable = sec.boolean("durable", True)
+    subscription_name = sec.string("subscription_name", "") or None
+    selector = sec.string("selector", "") if sec.get("selector") is not None else None
     sec.done()
     if not connection_id:
         sec.fail("connection_id", "is required (the JMS client id of this process; keep it stable across restarts)")
     if not _ID.match(connection_id):
         sec.fail("connection_id", "may hold only letters, digits and . _ : - and must start with a letter or digit")
+    if selector is not None:
+        from bridge.selector import SelectorSyntaxError, check
+
+        try:
+            check(selector)
+        except SelectorSyntaxError as exc:
+            reason = str(exc)
+            sec.fail("selector", reason if reason.startswith("is ") else f"not a valid JMS selector: {reason}")
+    options = dict(selector=selector)
     if destination:
         if namespace or destination_id:
             sec.fail("destination", "give either destination or namespace + destination_id, not both")
@@ -356,7 +389,17 @@ def _subscription(sec: Section, profile: str) -> Subscription:
             dest = Destination.parse(destination)
         except ValueError as exc:
             sec.fail("destination", str(exc))
-        return Subscription(dest, connection_id)
+        if dest.kind == "topic":
+            options.update(durable=durable is not False, subscription_name=subscription_name)
+            if subscription_name is not None and durable is False:
+                sec.fail("subscription_name", "names a durable subscription; durable is false")
+            if subscription_name is not None and not _ID.match(subscription_name):
+                sec.fail("subscription_name", "may hold only letters, digits and . _ : - and must start with "
+                         "a letter or digit")
+        else:
+            _topic_only(sec, durable, subscription_name)
+        return Subscription(dest, connection_id, **options)
+    _topic_only(sec, durable, subscription_name)
     if not namespace:
         sec.fail("namespace", "is required (or give destination: queue:NAME / topic:NAME)")
     if not destination_id:
@@ -368,7 +411,14 @@ def _subscription(sec: Section, profile: str) -> Subscription:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", destination_id):
         sec.fail("destination_id", "may hold only letters, digits, _ and -")
     queue = Destination("queue", f"{destination_id}.RTO.{namespace}")
-    return Subscription(queue, connection_id, namespace, destination_id)
+    return Subscription(queue, connection_id, namespace, destination_id, **options)
+
+
+def _topic_only(sec: Section, durable: bool | None, subscription_name: str | None) -> None:
+    """durable and subscription_name are for topics: a queue keeps its messages by itself."""
+    for key, value in (("durable", durable), ("subscription_name", subscription_name)):
+        if value is not None:
+            sec.fail(key, "applies to destination: topic:NAME only (a queue keeps its messages anyway)")
 
 
 def _openwire(sec: Section) -> OpenWireConfig:
@@ -503,6 +553,7 @@ def _sink(sec: Section) -> SinkConfig:
         mode=sec.choice("mode", ("event", "batch"), "batch"),
         max_attempts=int(sec.number("max_attempts", 5 if kind == "handler" else 0, minimum=0, integer=True)),
         table=sec.string("table", "events"),
+        include_properties=sec.boolean("include_properties", True),
     )
     sec.done()
     if kind in ("jsonl", "sqlite") and path is None:

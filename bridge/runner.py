@@ -26,7 +26,8 @@ from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
 from bridge.dedupe import RecentIds
-from bridge.errors import AuthenticationError, SinkError, TransportError, TransportUnavailableError
+from bridge.errors import (AuthenticationError, SinkError, SubscriptionError, TransportError,
+                           TransportUnavailableError)
 from bridge.event import Event
 from bridge.sinks import Sink, create_sink
 from bridge.stats import Stats
@@ -39,8 +40,8 @@ stats_log = logging.getLogger("bridge.stats")
 POLL_SECONDS = 0.5
 #: A condition that goes on (reconnecting, a failing sink) is logged again at most this often.
 REPEAT_LOG_SECONDS = 60.0
-#: Errors no retry can fix: refused credentials, no usable transport at all.
-FATAL = (AuthenticationError, TransportUnavailableError)
+#: Errors no retry can fix: refused credentials, no usable transport at all, a refused subscription.
+FATAL = (AuthenticationError, TransportUnavailableError, SubscriptionError)
 
 
 class _Stopped(Exception):
