@@ -182,7 +182,9 @@ def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[s
         try:
             transport = create_transport(name, probe, hooks)
             transport.connect(config.connect_timeout)
-            transport.subscribe(destination)
+            # never durably: a durable subscription of the check's own connection id would stay on
+            # the broker, filling up; the selector is checked all the same
+            transport.subscribe(destination, selector=config.subscription.selector)
             elapsed = time.monotonic() - started
             endpoint = hooks.endpoint or _configured_endpoint(name, config)
             results[name] = True

@@ -126,10 +126,13 @@ class Runner:
                 if transport is None:
                     break
                 try:
-                    destination = self.config.subscription.destination
-                    transport.subscribe(destination)
-                    log.info("subscribed to %s as connection id %r via %s", destination,
-                             self.config.subscription.connection_id, transport.name)
+                    subscription = self.config.subscription
+                    destination = subscription.destination
+                    transport.subscribe(destination, selector=subscription.selector,
+                                        durable_name=subscription.durable_name)
+                    log.info("subscribed to %s%s as connection id %r via %s", destination,
+                             f" (durable subscription {subscription.durable_name!r})" if subscription.durable else "",
+                             subscription.connection_id, transport.name)
                     self._last_event = time.monotonic()  # idle time counts from the subscription
                     self._loop(transport)
                     break
