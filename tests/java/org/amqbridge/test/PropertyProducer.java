@@ -16,7 +16,8 @@ import org.apache.activemq.ActiveMQConnectionFactory;
  * A plain JMS producer (test only) sending TextMessages that carry properties of every JMS type,
  * the way a Java feed publishes them. Compiled by the tests at run time.
  *
- * <p>Usage: {@code PropertyProducer URL USER PASSWORD queue:NAME|topic:NAME START COUNT}. Message
+ * <p>Usage: {@code PropertyProducer URL queue:NAME|topic:NAME START COUNT}, credentials from the
+ * environment (AMQ_USERNAME, AMQ_PASSWORD). Message
  * {@code seq} (START .. START+COUNT-1) has body {@code {"seq":N}}, persistent, priority 7,
  * JMSType "order", JMSCorrelationID "corr-N", and the properties: kind ("open" for even seq,
  * "closed" for odd), region "eu", n (int N), flag (boolean: seq even), big (long 2^40), ratio
@@ -28,11 +29,11 @@ public final class PropertyProducer {
     }
 
     public static void main(String[] args) throws Exception {
-        String[] target = args[3].split(":", 2);
-        int start = Integer.parseInt(args[4]);
-        int count = Integer.parseInt(args[5]);
+        String[] target = args[1].split(":", 2);
+        int start = Integer.parseInt(args[2]);
+        int count = Integer.parseInt(args[3]);
         ActiveMQConnectionFactory factory = new ActiveMQConnectionFactory(args[0]);
-        Connection connection = factory.createConnection(args[1], args[2]);
+        Connection connection = factory.createConnection(System.getenv("AMQ_USERNAME"), System.getenv("AMQ_PASSWORD"));
         try {
             Session session = connection.createSession(false, Session.AUTO_ACKNOWLEDGE);
             Destination destination = target[0].equals("topic") ? session.createTopic(target[1])
