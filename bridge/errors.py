@@ -67,10 +67,6 @@ class SubscriptionError(TransportError):
     """The broker refused the subscription itself (an invalid selector, a durable subscription
     that does not exist or is in use): no reconnection changes that, so the run stops."""
 
-    def __init__(self, message: str, *, key: str = "") -> None:
-        self.key = key
-        super().__init__(f"{key}: {message}" if key else message)
-
 
 class ConnectionLostError(TransportError):
     """An established connection to the broker broke."""

@@ -35,9 +35,9 @@ import re
 from typing import Any, Mapping
 
 try:
-    from orjson import dumps as _fast_dumps
+    from orjson import dumps as _fast_dumps, loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is a dependency
-    _fast_dumps = None
+    _fast_dumps = _fast_loads = None
 
 JMS_TYPE, JMS_CORRELATION_ID, JMS_PRIORITY = "JMSType", "JMSCorrelationID", "JMSPriority"
 JMS_DELIVERY_MODE, JMS_EXPIRATION = "JMSDeliveryMode", "JMSExpiration"
@@ -111,6 +111,16 @@ def json_value(value: Any) -> Any:
 
         return base64.b64encode(bytes(value)).decode("ascii")
     return str(value)
+
+
+def decode(text: str) -> dict[str, Any]:
+    """Properties from the JSON object the OpenWire helper (jars/src Properties.java) made."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text)
+        except ValueError:  # an integer past 64 bits cannot come from Java; anything else: json decides
+            pass
+    return json.loads(text)
 
 
 def encode(properties: Mapping[str, Any]) -> str:

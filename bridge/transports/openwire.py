@@ -57,10 +57,10 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any, Sequence
 
-from bridge import jvm, tls
+from bridge import jvm, properties, tls
 from bridge.config import Destination
 from bridge.errors import (AuthenticationError, ClientIdInUseError, ConfigError, ConnectError, ConnectionLostError,
-                           MessageError, TransportError, TransportUnavailableError)
+                           MessageError, SubscriptionError, TransportError, TransportUnavailableError)
 from bridge.event import Event, make_event
 from bridge.transports import openwire_batch
 from bridge.transports.base import Hooks, Transport
@@ -228,7 +228,10 @@ class OpenWireTransport(Transport):
         if cfg.credentials.username:
             factory.setUserName(cfg.credentials.username)
             factory.setPassword(cfg.credentials.password)
-        factory.getPrefetchPolicy().setQueuePrefetch(cfg.openwire.prefetch)
+        prefetch = factory.getPrefetchPolicy()
+        prefetch.setQueuePrefetch(cfg.openwire.prefetch)
+        prefetch.setTopicPrefetch(cfg.openwire.prefetch)  # a topic's default is 32767: memory unbounded
+        prefetch.setDurableTopicPrefetch(cfg.openwire.prefetch)
         factory.setWatchTopicAdvisories(False)  # no temporary destinations: one consumer less
         # ObjectMessages are refused unread; should anything call getObject() anyway, no class
         # may be deserialized (ActiveMQ's own default list is set empty too).
@@ -272,19 +275,52 @@ class OpenWireTransport(Transport):
         self._cumulative = openwire_batch.available()
         return CLIENT_ACKNOWLEDGE if self._cumulative else INDIVIDUAL_ACKNOWLEDGE
 
-    def subscribe(self, destination: Destination) -> None:
-        """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
+    def subscribe(self, destination: Destination, *, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """Start consuming ``destination`` (one per connection) with individual acknowledgement:
+        through the durable subscription ``durable_name`` for a topic when given, only the
+        messages matching ``selector`` when given.
+
+        Raises:
+            SubscriptionError: ActiveMQ refused the selector (its parser runs in the client).
+        """
         self._check()
         if self._consumer is not None:
             if self._destination == str(destination):
                 return
             raise TransportError(f"already consuming {self._destination}; one destination per connection")
+        java = _java()
         try:
-            self._consumer = self._session.createConsumer(_java_destination(self._session, destination))
+            target = _java_destination(self._session, destination)
+            if durable_name is not None and destination.kind == "topic":
+                self._consumer = self._session.createDurableSubscriber(target, durable_name, selector, False)
+            else:
+                self._consumer = self._session.createConsumer(target, selector)
             self._batch = openwire_batch.load(self._consumer, cumulative=self._cumulative)
-        except _java().JException as exc:
+        except java.JException as exc:
+            if any(isinstance(link, java.InvalidSelector) for link in jvm.causes(exc)):
+                raise SubscriptionError(f"{self.config.source}: subscription.selector: ActiveMQ refused "
+                                        f"{selector!r}: {_selector_reason(exc)}") from None
             raise self._runtime_error(f"cannot consume {destination}", exc) from exc
         self._destination = str(destination)
+
+    def unsubscribe(self, name: str) -> None:
+        """Remove the durable subscription ``name`` of this connection's client id.
+
+        Raises:
+            SubscriptionError: It does not exist, or a consumer uses it.
+        """
+        self._check()
+        java, who = _java(), f"durable subscription {name!r} of connection id {self.config.subscription.connection_id!r}"
+        try:
+            self._session.unsubscribe(name)
+        except java.JException as exc:
+            cause = self._redact(jvm.describe(exc))
+            if any(isinstance(link, java.InvalidDestination) for link in jvm.causes(exc)):
+                raise SubscriptionError(f"no {who} on the broker (nothing to remove): {cause}") from None
+            if "in use" in cause.lower():
+                raise SubscriptionError(f"{who} is in use by a running consumer: {cause}") from None
+            raise self._runtime_error(f"cannot remove {who}", exc) from exc
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
         """Wait up to ``timeout`` seconds for a first message, then take up to ``max_events`` ready ones.
@@ -507,8 +543,9 @@ class OpenWireTransport(Transport):
             message_id=str(message.getJMSMessageID()), destination=self._destination,
             timestamp=int(stamp) or None, redelivered=bool(message.getJMSRedelivered()),
             transport=self.name, delivery_tag=self._next_tag)
-        if message.getMarshalledProperties() is not None:  # one cheap call when there are none
-            fields["headers"] = {str(key): str(value) for key, value in message.getProperties().items()}
+        props = _properties(message)
+        if props:
+            fields["headers"] = fields["properties"] = props
         if kind == "TextMessage":
             text = message.getText()
             try:
@@ -588,10 +625,54 @@ class OpenWireTransport(Transport):
         return text.replace(password, "***") if password else text
 
 
+def _selector_reason(exc: Any) -> str:
+    """ActiveMQ's reason for refusing a selector: the message of the deepest cause (the
+    InvalidSelectorException itself says only the selector again)."""
+    return " ".join(str(jvm.causes(exc)[-1].getMessage() or jvm.describe(exc)).split())
+
+
 def _java_destination(session: Any, destination: Destination) -> Any:
     if destination.kind == "topic":
         return session.createTopic(destination.name)
     return session.createQueue(destination.name)
+
+
+def _properties(message: Any) -> dict[str, Any]:
+    """A javax.jms.Message's properties as :mod:`bridge.properties` describes them (the path
+    without the helper jar; the helper's Properties.java does the same in Java)."""
+    props = {str(name): _java_value(value) for name, value in message.getProperties().items()}  # {} at once if none
+    kind, correlation = message.getJMSType(), message.getJMSCorrelationID()
+    priority, expiration = int(message.getJMSPriority()), int(message.getJMSExpiration())
+    if not props and kind is None and correlation is None and priority == properties.DEFAULT_PRIORITY \
+            and expiration == 0:
+        return {}
+    if kind is not None:
+        props[properties.JMS_TYPE] = str(kind)
+    if correlation is not None:
+        props[properties.JMS_CORRELATION_ID] = str(correlation)
+    props[properties.JMS_PRIORITY] = priority
+    props[properties.JMS_DELIVERY_MODE] = (properties.PERSISTENT if int(message.getJMSDeliveryMode()) ==
+                                           int(_java().PERSISTENT) else properties.NON_PERSISTENT)
+    props[properties.JMS_EXPIRATION] = expiration
+    return props
+
+
+def _java_value(value: Any) -> Any:
+    """A property value from JPype as a JSON value (as Properties.java writes it)."""
+    import jpype
+
+    if value is None:
+        return None
+    name = str(value.getClass().getSimpleName()) if isinstance(value, jpype.JObject) else ""
+    if name == "Boolean":
+        return bool(value.booleanValue())
+    if name in ("Byte", "Short", "Integer", "Long"):
+        return int(value.longValue())
+    if name in ("Float", "Double"):
+        return properties.json_value(float(str(value)))  # Float.toString: 0.1f is 0.1
+    if name == "byte[]":
+        return properties.json_value(bytes(value))
+    return properties.json_value(str(value))
 
 
 def _close_quietly(connection: Any, wait: float = CLOSE_WAIT) -> None:
@@ -679,6 +760,8 @@ def _java() -> types.SimpleNamespace:
         UTF_8=JClass("java.nio.charset.StandardCharsets").UTF_8, IOError=JClass("java.io.IOException"),
         JMSSecurity=JClass("javax.jms.JMSSecurityException"), Security=JClass("java.lang.SecurityException"),
         InvalidClientID=JClass("javax.jms.InvalidClientIDException"),
+        InvalidSelector=JClass("javax.jms.InvalidSelectorException"),
+        InvalidDestination=JClass("javax.jms.InvalidDestinationException"),
         kinds=[(name, JClass(f"javax.jms.{name}")) for name in
                ("TextMessage", "BytesMessage", "ObjectMessage", "MapMessage", "StreamMessage")])
     # After these, an operation on an established connection means the connection is gone.

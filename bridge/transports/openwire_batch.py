@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from bridge.errors import MessageError
 from bridge.event import Event, decode_body
+from bridge.properties import decode as decode_properties
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,9 @@ class BatchReceiver:
         properties: list[Any] = [None] * count
         if java_properties is not None:  # rare: one message with properties makes the whole batch pay
             for i in range(count):
-                pairs = java_properties[i]
-                if pairs is not None:
-                    values = [str(value) for value in pairs]
-                    properties[i] = dict(zip(values[0::2], values[1::2]))
+                text = java_properties[i]
+                if text is not None:
+                    properties[i] = decode_properties(str(text))
         names = batch.kindNames
         events: list[Event] = []
         append, decode = events.append, decode_body
@@ -110,8 +110,9 @@ class BatchReceiver:
             else:
                 body, problem = b"", f"unsupported JMS {names[i]}: only text and bytes messages carry events"
             # Positional, in Event's field order: this runs once per message.
+            props = properties[i] or _NO_HEADERS
             append(Event(body, data, message_id, destination, stamps[i] or None, redelivered[i], transport,
-                         properties[i] or _NO_HEADERS, problem, first_tag + i))
+                         props, props, problem, first_tag + i))
         return events
 
     def ack_all(self, tags: Sequence[int]) -> None:

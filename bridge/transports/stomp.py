@@ -45,8 +45,9 @@ from stomp.exception import StompException
 from stomp.protocol import Protocol12
 
 from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError,
-                           ConnectionLostError, TransportError)
+                           ConnectionLostError, SubscriptionError, TransportError)
 from bridge.event import Event, make_event
+from bridge.properties import from_stomp, stomp_has_properties as has_properties
 from bridge.transports import stomp_reader
 from bridge.transports.base import Hooks, Transport
 
@@ -60,6 +61,7 @@ RECEIPT_EVERY = 1000
 _LOST = object()  # wakes a receive() that waits when the connection drops
 _AUTH_MARKERS = ("securityexception", "password is invalid", "failed to login", "authentication failed")
 _CLIENT_ID_MARKERS = ("invalidclientidexception", "already connected from")
+_NO_PROPERTIES: dict[str, Any] = {}  # shared by the events without properties: never changed
 _HEADER_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", ":": "\\c"})
 
 
@@ -300,21 +302,56 @@ class StompTransport(Transport):
             raise AuthenticationError(f"{endpoint} refused user {creds.username!r}: {summary}") from cause
         raise ConnectError(f"{endpoint} refused the connection: {summary}") from cause
 
-    def subscribe(self, destination: "Destination") -> None:
-        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
+    def subscribe(self, destination: "Destination", *, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt; a topic with
+        ``durable_name`` through that durable subscription (``activemq.subscriptionName``, with the
+        CONNECT's ``client-id``), only messages matching ``selector`` when given.
 
         Raises:
-            TransportError: The broker refused (or did not confirm) the subscription.
+            SubscriptionError: The broker refused the subscription (an invalid selector).
+            TransportError: The broker did not confirm the subscription.
             ConnectionLostError: The connection is gone.
         """
         link = self._current(live=True)
         sub_id = f"sub-{len(link.subscriptions) + 1}"
         link.subscriptions[sub_id] = str(destination)
         headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
-        self._confirmed(link, sub_id, f"subscribe {destination}",
-                        lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
-                                                      headers={**headers, **h}),
-                        self.config.connect_timeout)
+        if selector is not None:
+            headers["selector"] = selector
+        if durable_name is not None and destination.kind == "topic":
+            headers["activemq.subscriptionName"] = durable_name
+        try:
+            self._confirmed(link, sub_id, f"subscribe {destination}",
+                            lambda h: link.conn.subscribe(_path(destination), sub_id, ack="client-individual",
+                                                          headers={**headers, **h}),
+                            self.config.connect_timeout)
+        except _Refused as exc:
+            if selector is not None and "selector" in exc.reason.lower():
+                raise SubscriptionError(f"{self.config.source}: subscription.selector: the broker refused "
+                                        f"{selector!r}: {exc.reason}") from None
+            raise SubscriptionError(f"the broker refused the subscription to {destination}: {exc.reason}") from None
+
+    def unsubscribe(self, name: str) -> None:
+        """UNSUBSCRIBE the durable subscription ``name`` of this connection's client id and wait
+        for the broker's receipt.
+
+        Raises:
+            SubscriptionError: It does not exist, or a consumer uses it.
+        """
+        link = self._current(live=True)
+        who = f"durable subscription {name!r} of connection id {self.config.subscription.connection_id!r}"
+        try:
+            self._confirmed(link, f"unsubscribe-{name}", f"remove {who}",
+                            lambda h: link.conn.unsubscribe(f"durable-{name}",
+                                                            headers={"activemq.subscriptionName": name, **h}),
+                            self.config.connect_timeout)
+        except _Refused as exc:
+            if "no durable subscription" in exc.reason.lower() or "not found" in exc.reason.lower():
+                raise SubscriptionError(f"no {who} on the broker (nothing to remove): {exc.reason}") from None
+            if "in use" in exc.reason.lower():
+                raise SubscriptionError(f"{who} is in use by a running consumer: {exc.reason}") from None
+            raise SubscriptionError(f"the broker refused to remove the {who}: {exc.reason}") from None
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
         """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events`` ready ones.
@@ -350,6 +387,7 @@ class StompTransport(Transport):
                 body, max_bytes, message_id=headers.get("message-id", ""), destination=subs.get(sub, ""),
                 timestamp=int(stamp) if stamp.isdigit() else None,
                 redelivered=headers.get("redelivered") == "true", transport="stomp", headers=headers,
+                properties=from_stomp(headers) if has_properties(headers) else _NO_PROPERTIES,
                 delivery_tag=tag))
         if not events and link.lost_reason:
             raise ConnectionLostError(link.lost_reason)
@@ -446,7 +484,7 @@ class StompTransport(Transport):
         finally:
             del link.receipts[rid]
         if rid in link.receipt_errors:
-            raise TransportError(f"{what}: the broker said: {link.receipt_errors.pop(rid)}")
+            raise _Refused(what, link.receipt_errors.pop(rid))
         if link.lost_reason:
             raise ConnectionLostError(f"{what}: {link.lost_reason}")
 
@@ -467,6 +505,14 @@ class StompTransport(Transport):
         if live and not link.up:
             raise ConnectionLostError(link.lost_reason or f"connection to {link.endpoint} lost")
         return link
+
+
+class _Refused(TransportError):
+    """The broker answered a frame that asked for a receipt with an ERROR."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{what}: the broker said: {reason}")
 
 
 def ack_frame(ack_id: str) -> bytes:
