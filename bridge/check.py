@@ -184,7 +184,8 @@ def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[s
             transport.connect(config.connect_timeout)
             # never durably: a durable subscription of the check's own connection id would stay on
             # the broker, filling up; the selector is checked all the same
-            transport.subscribe(destination, selector=config.subscription.selector)
+            selector = config.subscription.selector
+            transport.subscribe(destination, **({"selector": selector} if selector else {}))
             elapsed = time.monotonic() - started
             endpoint = hooks.endpoint or _configured_endpoint(name, config)
             results[name] = True

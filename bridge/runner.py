@@ -128,8 +128,9 @@ class Runner:
                 try:
                     subscription = self.config.subscription
                     destination = subscription.destination
-                    transport.subscribe(destination, selector=subscription.selector,
-                                        durable_name=subscription.durable_name)
+                    options = {key: value for key, value in (("selector", subscription.selector),
+                                                             ("durable_name", subscription.durable_name)) if value}
+                    transport.subscribe(destination, **options)  # a plain queue: the one-argument call
                     log.info("subscribed to %s%s as connection id %r via %s", destination,
                              f" (durable subscription {subscription.durable_name!r})" if subscription.durable else "",
                              subscription.connection_id, transport.name)
