@@ -300,7 +300,7 @@ class OpenWireTransport(Transport):
         except java.JException as exc:
             if any(isinstance(link, java.InvalidSelector) for link in jvm.causes(exc)):
                 raise SubscriptionError(f"{self.config.source}: subscription.selector: ActiveMQ refused "
-                                        f"{selector!r}: {_selector_reason(exc)}") from None
+                                        f"{selector!r}: {_deepest_message(exc)}") from None
             raise self._runtime_error(f"cannot consume {destination}", exc) from exc
         self._destination = str(destination)
 
@@ -625,7 +625,7 @@ class OpenWireTransport(Transport):
         return text.replace(password, "***") if password else text
 
 
-def _selector_reason(exc: Any) -> str:
+def _deepest_message(exc: Any) -> str:
     """ActiveMQ's reason for refusing a selector: the message of the deepest cause (the
     InvalidSelectorException itself says only the selector again)."""
     return " ".join(str(jvm.causes(exc)[-1].getMessage() or jvm.describe(exc)).split())

@@ -85,7 +85,7 @@ class _Link(stomp.ConnectionListener):
         self.lost_reason: str | None = None
         self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
         self.receipts: dict[str, threading.Event] = {}
-        self.receipt_errors: dict[str, str] = {}
+        self.receipt_errors: dict[str, tuple[str, str]] = {}  # receipt -> (first line, whole text)
         self.read_error: OSError | None = None  # why the socket's last read failed (a TLS alert...)
         self._lock = threading.Lock()
         self._note_read_errors(conn.transport)
@@ -119,7 +119,7 @@ class _Link(stomp.ConnectionListener):
         summary = text.splitlines()[0] if text else "ERROR frame without a message"
         receipt = frame.headers.get("receipt-id")
         if receipt in self.receipts:
-            self.receipt_errors[receipt] = summary
+            self.receipt_errors[receipt] = (summary, body)
             self.receipts[receipt].set()
         elif not self.up:
             self.refusal = (summary, f"{text}\n{body}".lower())
@@ -327,9 +327,9 @@ class StompTransport(Transport):
                                                           headers={**headers, **h}),
                             self.config.connect_timeout)
         except _Refused as exc:
-            if selector is not None and "selector" in exc.reason.lower():
+            if selector is not None and "InvalidSelectorException" in exc.text:
                 raise SubscriptionError(f"{self.config.source}: subscription.selector: the broker refused "
-                                        f"{selector!r}: {exc.reason}") from None
+                                        f"{selector!r}: {exc.cause}") from None
             raise SubscriptionError(f"the broker refused the subscription to {destination}: {exc.reason}") from None
 
     def unsubscribe(self, name: str) -> None:
@@ -347,7 +347,7 @@ class StompTransport(Transport):
                                                             headers={"activemq.subscriptionName": name, **h}),
                             self.config.connect_timeout)
         except _Refused as exc:
-            if "no durable subscription" in exc.reason.lower() or "not found" in exc.reason.lower():
+            if "InvalidDestinationException" in exc.text or "no durable subscription" in exc.reason.lower():
                 raise SubscriptionError(f"no {who} on the broker (nothing to remove): {exc.reason}") from None
             if "in use" in exc.reason.lower():
                 raise SubscriptionError(f"{who} is in use by a running consumer: {exc.reason}") from None
@@ -484,7 +484,7 @@ class StompTransport(Transport):
         finally:
             del link.receipts[rid]
         if rid in link.receipt_errors:
-            raise _Refused(what, link.receipt_errors.pop(rid))
+            raise _Refused(what, *link.receipt_errors.pop(rid))
         if link.lost_reason:
             raise ConnectionLostError(f"{what}: {link.lost_reason}")
 
@@ -508,10 +508,17 @@ class StompTransport(Transport):
 
 
 class _Refused(TransportError):
-    """The broker answered a frame that asked for a receipt with an ERROR."""
+    """The broker answered a frame that asked for a receipt with an ERROR.
 
-    def __init__(self, what: str, reason: str) -> None:
-        self.reason = reason
+    Attributes:
+        reason: The ERROR's message; ``cause``: the message of the deepest ``Caused by:`` of the
+            Java stack trace ActiveMQ puts in the body (or ``reason``); ``text``: the whole body.
+    """
+
+    def __init__(self, what: str, reason: str, text: str) -> None:
+        self.reason, self.text = reason, text
+        causes = [line[len("Caused by: "):] for line in text.splitlines() if line.startswith("Caused by: ")]
+        self.cause = causes[-1].split(": ", 1)[-1].strip() if causes else reason
         super().__init__(f"{what}: the broker said: {reason}")
 
 
