@@ -294,8 +294,10 @@ class OpenWireTransport(Transport):
             target = _java_destination(self._session, destination)
             if durable_name is not None and destination.kind == "topic":
                 self._consumer = self._session.createDurableSubscriber(target, durable_name, selector, False)
-            else:
+            elif selector is not None:
                 self._consumer = self._session.createConsumer(target, selector)
+            else:
+                self._consumer = self._session.createConsumer(target)
             self._batch = openwire_batch.load(self._consumer, cumulative=self._cumulative)
         except java.JException as exc:
             if any(isinstance(link, java.InvalidSelector) for link in jvm.causes(exc)):
@@ -669,7 +671,7 @@ def _java_value(value: Any) -> Any:
     if name in ("Byte", "Short", "Integer", "Long"):
         return int(value.longValue())
     if name in ("Float", "Double"):
-        return properties.json_value(float(str(value)))  # Float.toString: 0.1f is 0.1
+        return properties.json_value(float(str(value.toString())))  # Java's text: 0.1f is 0.1
     if name == "byte[]":
         return properties.json_value(bytes(value))
     return properties.json_value(str(value))
