@@ -36,13 +36,13 @@ class Event:
         timestamp: The broker timestamp in milliseconds since the epoch, or ``None``.
         redelivered: Whether the broker says it delivered this message before.
         transport: The name of the transport that received it (``openwire``, ``stomp``).
-        headers: What the transport received besides the body: the STOMP frame's headers (strings),
-            or the JMS message's application properties (OpenWire). Kept for dead letters.
+        headers: What the transport received besides the body, as the dead-letter file records it:
+            the STOMP frame's headers (strings); over OpenWire, ``properties``.
         properties: The message's application properties as JSON values (string, number,
             boolean; anything else as its text), plus the standard headers ``JMSType``,
             ``JMSCorrelationID``, ``JMSPriority``, ``JMSDeliveryMode`` (``PERSISTENT`` /
             ``NON_PERSISTENT``) and ``JMSExpiration``; empty for a message that carries nothing
-            beyond the defaults (see :data:`STANDARD_HEADERS`). The same for a message whichever
+            beyond the defaults (see :mod:`bridge.properties`). The same for a message whichever
             transport received it.
         problem: Why the body could not be decoded; such an event goes to the dead-letter sink.
         delivery_tag: The transport's handle for acknowledging this delivery; opaque elsewhere.
