@@ -201,7 +201,7 @@ def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[s
 
 def _configured_endpoint(name: str, config: BridgeConfig) -> str:
     if name == "openwire":
-        from bridge.transports.openwire_url import shown
+        from bridge.transports.openwire.url import shown
 
         return shown(config.openwire.urls)
     return ", ".join(f"{host}:{port}" for host, port in config.stomp.hosts)
