@@ -10,7 +10,9 @@ unacknowledged, so the broker delivers it again:
   succeeds (never NACKed: a STOMP NACK would send it straight to the broker's DLQ), or, when
   ``sink.max_attempts`` is set, until that many attempts failed: then the undelivered events are
   written to the dead-letter file with the error as the reason, and acknowledged;
-* redeliveries of events already in the sink are recognised by message id and only acknowledged.
+* redeliveries of events already in the sink are recognised by message id and only acknowledged:
+  the window of recent ids (:mod:`bridge.dedupe`) is seeded before each subscription from the
+  sink, the dead-letter file and the other workers' files, so this holds across crashes too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bridge.backoff import Backoff
 from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
-from bridge.dedupe import RecentIds
+from bridge.dedupe import IdSource, RecentIds, Seeder, window_size
 from bridge.errors import (AuthenticationError, SinkError, SubscriptionError, TransportError,
                            TransportUnavailableError)
 from bridge.event import Event
@@ -87,6 +89,7 @@ class Runner:
         hooks: Lifecycle callbacks of the caller.
         max_events: Stop after this many events were delivered or set aside.
         idle_timeout: Stop after this many seconds without an event.
+        peers: Readers of the other workers' newest message ids (``workers: N``).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Runner:
         hooks: Hooks | None = None,
         max_events: int | None = None,
         idle_timeout: float | None = None,
+        peers: Sequence[IdSource] = (),
     ) -> None:
         self.config = config
         self.sink = sink or create_sink(config.sink)
@@ -105,7 +109,8 @@ class Runner:
         self.max_events = max_events
         self.idle_timeout = idle_timeout
         self.dead_letter = DeadLetterFile(config.dead_letter)
-        self.recent = RecentIds(config.dedupe_window)
+        self.recent = RecentIds(window_size(config))
+        self.seeder = Seeder(self.recent, (self.sink.recent_ids, self.dead_letter.recent_ids), peers)
         self._stop = threading.Event()
         self._last_event = time.monotonic()
 
@@ -128,6 +133,7 @@ class Runner:
                 try:
                     subscription = self.config.subscription
                     destination = subscription.destination
+                    self._retry("reading the sink's recent message ids", self.seeder.seed)
                     options = {key: value for key, value in (("selector", subscription.selector),
                                                              ("durable_name", subscription.durable_name)) if value}
                     transport.subscribe(destination, **options)  # a plain queue: the one-argument call
@@ -235,6 +241,8 @@ class Runner:
         stats = self.stats
         stats.received += len(events)
         fresh = self.recent.unseen(events) if self.recent.size else list(events)
+        if self.seeder.peers and fresh:
+            fresh = self.seeder.recheck(fresh)
         stats.duplicates += len(events) - len(fresh)
         good = [e for e in fresh if e.problem is None]
         bad = [e for e in fresh if e.problem is not None] if len(good) < len(fresh) else []

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from tests.pgserver import PgServer, find_bindir
+
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "12345"
 PASSWORD = secrets.token_hex(16)
@@ -77,6 +79,28 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A PostgreSQL server for the session (missing: fail under CI=true, else skip)."""
+    bindir = find_bindir()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        bindir, why = None, "psycopg is not installed (pip install -e '.[test]')"
+    else:
+        why = "PostgreSQL is not installed (apt-get install postgresql; scripts/test does it)"
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")
