@@ -15,7 +15,7 @@ import pytest
 import stomp
 
 from tests.conftest import PASSWORD, TRANSPORTS, USERNAME, Broker, publish, read_jsonl, write_config
-from tests.integration.test_sinks_store import PG_URL_VAR, pg  # noqa: F401 - the PostgreSQL fixture
+from tests.integration.test_sinks_store import PG_URL_VAR
 from tests.javaprog import compile_class, produce_properties
 from tests.pgserver import PgServer
 
@@ -78,7 +78,7 @@ def stored(kind: str, where: Any) -> dict[int, Any]:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_properties_in_every_store_the_same_over_both_transports(
     broker: Broker, spawn, tmp_path: Path, namespace: str, java_classes: Path, transport: str,
-    pg: PgServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    pg: PgServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PG_URL_VAR, pg.url)  # the bridges inherit it
     table = f"p_{namespace}_{transport}"
