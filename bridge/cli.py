@@ -193,7 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     if config.metrics.port is not None:
         from bridge.metrics import MetricsServer
 
-        metrics = MetricsServer(runner.stats, config.metrics.host, config.metrics.port).start()
+        metrics = MetricsServer(runner.stats, config.metrics.host, config.metrics.port,
+                                config.metrics.max_event_age).start()
     try:
         runner.run()
     finally:

@@ -213,10 +213,16 @@ class SinkConfig:
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """The HTTP endpoint of ``/metrics``, ``/healthz`` and ``/readyz``; ``port`` None: off."""
+    """The HTTP endpoint of ``/metrics``, ``/healthz`` and ``/readyz``; ``port`` None: off.
+
+    Attributes:
+        max_event_age: Seconds; ``/readyz`` answers 503 while events wait and the sink is
+            further behind than this (None: not checked).
+    """
 
     host: str = "127.0.0.1"
     port: int | None = None
+    max_event_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,8 +492,13 @@ def _metrics(sec: Section) -> MetricsConfig:
         port = int(sec.number("port", 0, minimum=0, integer=True))
         if port > 65535:
             sec.fail("port", "must be at most 65535")
+    max_age = sec.get("max_event_age")
+    if max_age is not None:
+        max_age = float(sec.number("max_event_age", 0, minimum=0))
+        if max_age <= 0:
+            sec.fail("max_event_age", "must be more than 0 (seconds)")
     sec.done()
-    return MetricsConfig(host, port)
+    return MetricsConfig(host, port, max_age)
 
 
 def _reconnect(sec: Section) -> ReconnectConfig:

@@ -227,6 +227,7 @@ class Runner:
                 if limit <= 0:
                     break
             events = transport.receive(limit, POLL_SECONDS)
+            stats.took(events, limit)
             now = time.monotonic()
             if interval and now >= next_stats:
                 stats_log.info(stats.line())
@@ -253,6 +254,7 @@ class Runner:
             started, attempts = time.monotonic(), getattr(self.sink.config, "max_attempts", 0)
             try:
                 self._retry("sink write", write, attempts)
+                stats.record_ages(good, time.time())
                 stats.delivered += len(good)
             except _GaveUp as exc:
                 left = list(self.sink.undelivered(good))
@@ -267,3 +269,4 @@ class Runner:
         self.recent.add(e.message_id for e in fresh)
         transport.ack_many(events)
         stats.acknowledged += len(events)
+        stats.in_hand = 0

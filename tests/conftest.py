@@ -195,14 +195,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Any]:
-    """Start bridge processes (``spawn(config, *args)``); all are stopped when the test ends."""
+    """Start bridge processes (``spawn(config, *args, **env)``); all are stopped when the test ends."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(config: Path, *args: str, command: str = "run") -> Bridge:
+    def start(config: Path, *args: str, command: str = "run", **env: str) -> Bridge:
         stderr_path = tmp_path / f"bridge-{len(started)}.stderr"
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(bridge_command(command, "-c", str(config), *args),
-                                       stdout=subprocess.DEVNULL, stderr=err, env=child_env(), cwd=tmp_path)
+                                       stdout=subprocess.DEVNULL, stderr=err, env=child_env(**env), cwd=tmp_path)
         started.append(process)
         sink = Path(yaml.safe_load(config.read_text()).get("sink", {}).get("path", ""))
         return Bridge(process, stderr_path, config, sink)

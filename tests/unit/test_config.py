@@ -72,6 +72,8 @@ INVALID = [
     ("credentials.password", "g" * 32, "credentials.password", "32 hexadecimal"),
     ("credentials.password", "${NOT_SET_ANYWHERE}", "credentials.password", "environment variable NOT_SET_ANYWHERE is not set"),
     ("credentials.username", "${bad-name}", "credentials.username", "not a valid environment variable"),
+    ("metrics.max_event_age", 0, "metrics.max_event_age", "more than 0"),
+    ("metrics.max_event_age", "soon", "metrics.max_event_age", "must be a number"),
 ]
 
 
@@ -243,3 +245,8 @@ def test_postgres_password_in_url_is_a_secret() -> None:
     base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
     config = parse_config({**base, "sink": {"type": "postgres", "url": "postgresql://u:pw-123@127.0.0.1/db"}}, env={})
     assert "pw-123" in config.secrets and "pw-123" not in repr(config)
+
+
+def test_max_event_age_is_optional_seconds() -> None:
+    assert parse_config(base(), env=ENV).metrics.max_event_age is None
+    assert parse_config(with_change("metrics.max_event_age", 2.5), env=ENV).metrics.max_event_age == 2.5
