@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, PlainSerializer, Tag
 
-from bridge.config.fields import ConfigPath, Matching, Number, SchemaChange, SecretField, Section, Whole, choice, whole
+from bridge.config.fields import ConfigPath, Flag, Matching, Number, SchemaChange, SecretField, Section, Whole, choice, whole
 
 SINK_TYPES = ("stdout", "jsonl", "sqlite", "postgres", "handler")
 FSYNC_POLICIES = ("never", "batch")
@@ -45,6 +45,8 @@ PostgresUrl = Annotated[str, SecretField(inline_if=lambda url: bool(url_password
 
 _FSYNC = ("batch: fsync (sqlite: synchronous=FULL) before each acknowledgement, survives power loss; never: "
           "handed to the operating system, survives a crash of the process (true / false read as batch / never).")
+_PROPERTIES = ("Write each event's message properties and standard JMS headers (a \"properties\" object in JSON "
+               "lines, a properties column in the stores) when it has any.")
 _ATTEMPTS = ("Writes of one batch before its undelivered events go to dead_letter (with the error as the reason) "
              "and are acknowledged; 0 retries forever (the feed waits for the sink).")
 
@@ -54,6 +56,7 @@ class StdoutSinkConfig(Section):
 
     type: Literal["stdout"] = Field("stdout", description="The sink: stdout, jsonl, sqlite, postgres or handler.")
     fsync: Fsync = Field("never", description=_FSYNC)
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -68,6 +71,7 @@ class JsonlSinkConfig(Section):
     rotate_seconds: Optional[Annotated[Number, Field(ge=1)]] = Field(None, description="Rotate when the file is older than this many "
                                              "seconds.")
     keep: Whole = Field(0, ge=0, description="Rotated files kept, the oldest removed first; 0 keeps all.")
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -79,6 +83,7 @@ class SqliteSinkConfig(Section):
     path: ConfigPath = Field(description="The database file.")
     table: Table = Field("events", description="The table, created if missing.")
     fsync: Fsync = Field("never", description=_FSYNC)
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -90,6 +95,7 @@ class PostgresSinkConfig(Section):
     url: PostgresUrl = Field(description="postgresql://USER@HOST:PORT/DATABASE; put the password in ${ENV_VAR}, "
                                          "PGPASSWORD or ~/.pgpass, not here.")
     table: Table = Field("events", description="The table, created if missing.")
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 

@@ -4,7 +4,9 @@ Features:
     The table (``sink.table``, default ``events``) is created when missing, with the columns of
     the ``sqlite`` sink: ``message_id`` (primary key), ``received_at`` (timestamptz),
     ``broker_time`` (ms since the epoch), ``destination``, ``transport``, ``redelivered``
-    (boolean), ``md5``, ``label`` and ``payload`` (jsonb). Each batch is one transaction of
+    (boolean), ``md5``, ``label``, ``payload`` (jsonb) and ``properties`` (jsonb: the message's
+    properties, NULL when it has none or with ``sink.include_properties: false``; a table made
+    before this column existed gets it added when the sink connects). Each batch is one transaction of
     ``INSERT ... ON CONFLICT (message_id) DO NOTHING``, so a redelivered event is stored once;
     the runner acknowledges the batch after the commit. A lost connection (a database restart)
     is a :class:`SinkError`: the connection is dropped and opened again on the runner's next
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from bridge.errors import ConfigError, SinkError
 from bridge.event import Event
+from bridge.properties import encode as encode_properties
 from bridge.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -58,11 +61,14 @@ CREATE TABLE IF NOT EXISTS {table} (
     redelivered  boolean NOT NULL,
     md5          text,
     label        text,
-    payload      jsonb NOT NULL
+    payload      jsonb NOT NULL,
+    properties   jsonb
 )
 """
+#: A table made before the ``properties`` column existed gets it.
+MIGRATE = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS properties jsonb"
 INSERT = ("INSERT INTO {table} (message_id, received_at, broker_time, destination, transport, redelivered, "
-          "md5, label, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+          "md5, label, payload, properties) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) "
           "ON CONFLICT (message_id) DO NOTHING")
 
 
@@ -82,14 +88,22 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and "\x00" not in value else None
 
 
-def event_row(event: Event, received_at: datetime) -> tuple[object, ...]:
-    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present."""
+def _properties(event: Event) -> str:
+    """The ``properties`` column of an event that has properties (jsonb refuses U+0000 too)."""
+    text = encode_properties(event.properties)
+    return re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", text) if "\\u0000" in text else text
+
+
+def event_row(event: Event, received_at: datetime, properties: bool = True) -> tuple[object, ...]:
+    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present;
+    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false)."""
     data = event.data or {}
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     if "\\u0000" in payload:  # jsonb refuses it; json.dumps writes a NUL only this way
         payload = re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", payload)
     return (event.message_id, received_at, event.timestamp, event.destination, event.transport,
-            event.redelivered, _text(data.get("md5")), _text(data.get("label")), payload)
+            event.redelivered, _text(data.get("md5")), _text(data.get("label")), payload,
+            _properties(event) if properties and event.properties else None)
 
 
 class PostgresSink(Sink):
@@ -137,6 +151,7 @@ class PostgresSink(Sink):
                 # several workers may start at once: one creates the table, the others wait
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"amq-bridge:{self.config.table}",))
                 conn.execute(SCHEMA.format(table=self.config.table))
+                conn.execute(MIGRATE.format(table=self.config.table))
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {self.config.table}_md5 ON {self.config.table} (md5)")
         except psycopg.Error as exc:
             conn.close()
@@ -152,8 +167,8 @@ class PostgresSink(Sink):
                 pass
 
     def write(self, events: Sequence[Event]) -> None:
-        now = datetime.now(timezone.utc)
-        self.pending.extend(event_row(event, now) for event in events)
+        now, properties = datetime.now(timezone.utc), self.config.include_properties
+        self.pending.extend(event_row(event, now, properties) for event in events)
 
     def flush(self) -> None:
         rows, self.pending = self.pending, []  # a failed batch is written again by the retry

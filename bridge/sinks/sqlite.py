@@ -1,6 +1,8 @@
 """The ``sqlite`` sink: events in one SQLite table keyed by message id (no server needed).
 
-A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The database runs in
+The ``properties`` column holds the message's properties as JSON (NULL when it has none, or
+with ``sink.include_properties: false``); a table made before that column existed gets it added
+when the sink opens. A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The database runs in
 WAL mode; each batch is one transaction, and the runner acknowledges the batch after the commit.
 ``sink.fsync: batch`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
 ``NORMAL``, survives a crash of the process.
@@ -20,6 +22,7 @@ from typing import Sequence
 
 from bridge.errors import SinkError
 from bridge.event import Event
+from bridge.properties import encode as encode_properties
 from bridge.sinks.base import Sink
 
 #: How long a write waits for another connection's transaction (another worker) to end.
@@ -35,21 +38,31 @@ CREATE TABLE IF NOT EXISTS {table} (
     redelivered  INTEGER NOT NULL,
     md5          TEXT,
     label        TEXT,
-    payload      TEXT NOT NULL
+    payload      TEXT NOT NULL,
+    properties   TEXT
 )
 """
 INSERT = ("INSERT OR IGNORE INTO {table} (message_id, received_at, broker_time, destination, transport, "
-          "redelivered, md5, label, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          "redelivered, md5, label, payload, properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def event_row(event: Event, received_at: float) -> tuple[object, ...]:
-    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present."""
+def event_row(event: Event, received_at: float, properties: bool = True) -> tuple[object, ...]:
+    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present;
+    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false)."""
     data = event.data or {}
     md5, label = data.get("md5"), data.get("label")
     return (event.message_id, received_at, event.timestamp, event.destination, event.transport,
             int(event.redelivered), md5 if isinstance(md5, str) else None,
             label if isinstance(label, str) else None,
-            json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+            json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+            encode_properties(event.properties) if properties and event.properties else None)
+
+
+def _add_missing_columns(db: sqlite3.Connection, table: str) -> None:
+    """Bring a table made by an earlier version up to date: ``properties`` came later."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if "properties" not in columns:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN properties TEXT")
 
 
 class SqliteSink(Sink):
@@ -79,6 +92,7 @@ class SqliteSink(Sink):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync == 'batch' else 'NORMAL'}")
             db.execute(SCHEMA.format(table=table))
+            _add_missing_columns(db, table)
             db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
         except sqlite3.Error as exc:
             db.close()
@@ -86,8 +100,8 @@ class SqliteSink(Sink):
         self.db = db
 
     def write(self, events: Sequence[Event]) -> None:
-        now = time.time()
-        self.pending.extend(event_row(event, now) for event in events)
+        now, properties = time.time(), self.config.include_properties
+        self.pending.extend(event_row(event, now, properties) for event in events)
 
     def flush(self) -> None:
         rows, self.pending = self.pending, []  # a failed batch is written again by the retry
