@@ -16,6 +16,9 @@ a child process, loopback, authentication on) serves every consumer in turn:
 3. backlog, on the last variant, once per amq-bridge transport (jsonl sink): ``--backlog`` events
    (default 1,000,000) preloaded, then drained; peak RSS of the bridge process while it drains.
 
+Then the sinks alone, no broker (sinkbench.py): ``--sink-events`` events written and flushed in
+batches of ``--sink-batch`` into jsonl, sqlite and postgres. ``--sinks`` runs only that part.
+
 Progress goes to stderr; the markdown report to stdout.
 """
 
@@ -35,6 +38,7 @@ from typing import Sequence
 from bench_lib.consumers import CONSUMERS, Bench, Consumer, percentile, sqlite_sink_note
 from bench_lib.procs import ROOT, BenchError, Broker, Children, ProcSampler, compile_java, start_broker
 from bench_lib.report import Row, backlog_table, command_line, load_average, machine, table
+from bench_lib import sinkbench
 
 VARIANTS = ("nonpersistent", "persistent")
 
@@ -43,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so that `finally` stops everything
+    if args.sinks:
+        return _sinks_only(args, argv)
     consumers = [c for c in CONSUMERS if c.key in args.only]
     say(f"bench: {len(consumers)} consumers x {args.repeat} x {args.events:,} events, "
         f"variants {','.join(args.variants)}")
@@ -75,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BenchError as exc:  # the broker failed: report what was measured, go on
                 say(f"bench: {variant}: {exc}")
                 failed.append(f"{variant}: {exc}")
+        sink_rows = sinkbench.run(sinkbench.KINDS, args.sink_events, args.sink_batch, args.repeat, say) \
+            if args.sink_events else []
     except KeyboardInterrupt:
         say("bench: interrupted; stopping everything")
         return 130
@@ -85,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
     _report(args, argv, about, rows, backlog_rows, failed, load_before, time.monotonic() - started)
+    print("\n" + "\n".join(sinkbench.sink_table(sink_rows, args.sink_events, args.sink_batch, args.repeat)),
+          flush=True)
     return 1 if failed or any(row.errors for row in rows + backlog_rows) else 0
 
 
@@ -223,6 +233,22 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
     print("\n".join(out), flush=True)
 
 
+def _sinks_only(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--sinks``: the sinks alone, no broker."""
+    load_before, about, started = load_average(), machine(), time.monotonic()
+    try:
+        rows = sinkbench.run(sinkbench.KINDS, args.sink_events, args.sink_batch, args.repeat, say)
+    except KeyboardInterrupt:
+        say("bench: interrupted; stopping everything")
+        return 130
+    out = ["### amq-bridge's sinks alone", "", "```sh", command_line(argv), "```", "", *about,
+           f"- load average (1, 5, 15 min) {load_before} at start, {load_average()} at end; "
+           f"the benchmark took {(time.monotonic() - started) / 60:.1f} min", "",
+           *sinkbench.sink_table(rows, args.sink_events, args.sink_batch, args.repeat)]
+    print("\n".join(out), flush=True)
+    return 0
+
+
 def _check_broker(broker: Broker) -> None:
     """After a failed run: go on only if the broker is still up."""
     if broker.process.poll() is not None:
@@ -249,6 +275,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backlog", type=int, default=1_000_000,
                         help="events of the backlog drained by each amq-bridge transport on the last variant, "
                              "for its peak RSS (default 1000000; 0: none)")
+    parser.add_argument("--sinks", action="store_true",
+                        help="only the sinks alone (no broker): write + flush into jsonl, sqlite, postgres")
+    parser.add_argument("--sink-events", type=int, default=100_000,
+                        help="events of each sink-alone run (default 100000; 0: none)")
+    parser.add_argument("--sink-batch", type=_positive, default=500, help="batch of the sink-alone runs (default 500)")
     parser.add_argument("--latency-warmup", type=float, default=1,
                         help="seconds of events left out of latency (default 1)")
     return parser
