@@ -179,6 +179,8 @@ class SinkConfig:
         handler: ``package.module:function`` of the ``handler`` sink.
         mode: ``event``: the handler is called once per event; ``batch``: once per batch.
         max_attempts: Writes of one batch before it is dead-lettered; 0 retries forever.
+        md5_index: The ``sqlite`` and ``postgres`` sinks keep an index on ``md5`` (fast lookups by
+            md5, at most of the cost of a write); False creates none.
     """
 
     type: str = "stdout"
@@ -193,6 +195,7 @@ class SinkConfig:
     max_attempts: int = 0
     #: Table of the ``sqlite`` and ``postgres`` sinks.
     table: str = "events"
+    md5_index: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +506,7 @@ def _sink(sec: Section) -> SinkConfig:
         mode=sec.choice("mode", ("event", "batch"), "batch"),
         max_attempts=int(sec.number("max_attempts", 5 if kind == "handler" else 0, minimum=0, integer=True)),
         table=sec.string("table", "events"),
+        md5_index=sec.boolean("md5_index", True),
     )
     sec.done()
     if kind in ("jsonl", "sqlite") and path is None:
