@@ -7,9 +7,10 @@ batches of ``--sink-batch`` (500, the default ``batch_size``): ``sink.write(batc
 table each run, created by ``open()`` before the clock starts. events/s = events / wall time of all
 the batches; the slowest batch and the 99th percentile of the batch times are shown too, and the CPU time of
 this process (all its threads: the sqlite checkpoint thread too; not the postgres server's) per
-event, much less sensitive than events/s to other load on the machine.
+event, much less sensitive than events/s to other load on the machine; for postgres, "+ server" is
+the CPU of the server process serving the sink (/proc/PID/stat, 10 ms ticks).
 "redelivery" writes every batch a second time into the same store (every event already stored:
-the path a redelivered batch takes).
+the path a redelivered batch takes); "md5_index: false" is the same store without its md5 index.
 
 The postgres server is a throwaway one started like the tests' (:mod:`tests.pgserver`, Debian's
 binaries), with ``fsync=off``; without its binaries or psycopg the row says why.
@@ -17,6 +18,7 @@ binaries), with ``fsync=off``; without its binaries or psycopg the row says why.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +43,7 @@ class SinkRow:
     p99_ms: list[float] = field(default_factory=list)
     max_ms: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)  # this process's CPU (all its threads) per event
+    server_us: list[float] = field(default_factory=list)  # postgres: its server process's CPU per event
     note: str = ""
 
 
@@ -55,8 +58,7 @@ def make_events(count: int) -> list:
             for i, body in enumerate(generated_bodies(count))]
 
 
-def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable[[str], None],
-        options: dict[str, dict[str, object]] | None = None) -> list[SinkRow]:
+def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable[[str], None]) -> list[SinkRow]:
     """Measure each sink ``repeat`` times (sinks interleaved); returns one row per sink and variant."""
     from bridge.config import SinkConfig
     from bridge.sinks import create_sink
@@ -64,12 +66,12 @@ def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable
     events = make_events(count)
     batches = [events[i:i + batch] for i in range(0, count, batch)]
     rows = []
-    plans = []  # (row, make config, redeliver)
-    with _postgres(kinds) as (pg_url, pg_note), tempfile.TemporaryDirectory(prefix="amq-bridge-sinkbench-") as tmp:
+    plans = []  # (row, kind, config options, redeliver)
+    with postgres_server(kinds) as (pg_url, pg_note), tempfile.TemporaryDirectory(prefix="amq-bridge-sinkbench-") as tmp:
         for kind in kinds:
-            extra = (options or {}).get(kind, {})
-            suffix = "".join(f", {k}={v}" for k, v in extra.items())
-            for redeliver in ((False, True) if kind != "jsonl" else (False,)):
+            variants = [({}, False)] if kind == "jsonl" else [({}, False), ({}, True), ({"md5_index": False}, False)]
+            for extra, redeliver in variants:
+                suffix = "".join(f", {k}: {str(v).lower()}" for k, v in extra.items())
                 row = SinkRow(kind, kind + suffix + (", redelivery" if redeliver else ""))
                 if kind == "postgres" and pg_url is None:
                     row.note = pg_note
@@ -94,6 +96,7 @@ def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable
                             sink.write(chunk)
                             sink.flush()
                     times = []
+                    server = _server_cpu(sink)
                     started, cpu = time.perf_counter(), time.process_time()
                     for chunk in batches:
                         t0 = time.perf_counter()
@@ -101,6 +104,8 @@ def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable
                         sink.flush()
                         times.append(time.perf_counter() - t0)
                     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+                    if server is not None:
+                        row.server_us.append((_server_cpu(sink) - server) / count * 1e6)
                 finally:
                     sink.close()
                 row.rates.append(count / seconds)
@@ -113,7 +118,7 @@ def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable
     return rows
 
 
-class _postgres:
+class postgres_server:
     """A throwaway server (url, None), or (None, why there is none)."""
 
     def __init__(self, kinds: Sequence[str]) -> None:
@@ -143,6 +148,19 @@ class _postgres:
             self.server.destroy()
 
 
+def _server_cpu(sink: object) -> float | None:
+    """CPU seconds of the postgres server process serving ``sink`` (None for other sinks)."""
+    conn = getattr(sink, "conn", None)
+    if conn is None:
+        return None
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sink_table(rows: Sequence[SinkRow], count: int, batch: int, repeat: int) -> list[str]:
     """The markdown table of the sink-alone runs."""
     if not rows:
@@ -157,5 +175,6 @@ def sink_table(rows: Sequence[SinkRow], count: int, batch: int, repeat: int) -> 
             continue
         rate = statistics.median(row.rates)
         lines.append(f"| {row.label} | {rate:,.0f} | {min(row.rates):,.0f}–{max(row.rates):,.0f} | "
-                     f"{1e6 / rate:.1f} | {statistics.median(row.cpu_us):.1f} | {statistics.median(row.p99_ms):.1f} | {max(row.max_ms):.1f} |")
+                     f"{1e6 / rate:.1f} | {statistics.median(row.cpu_us):.1f}"
+                     f"{f' (+{statistics.median(row.server_us):.1f} server)' if row.server_us else ''} | {statistics.median(row.p99_ms):.1f} | {max(row.max_ms):.1f} |")
     return lines
