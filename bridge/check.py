@@ -1,8 +1,9 @@
 """``amq-bridge check``: validate the config, show what would be used, try every transport.
 
-Prints the effective configuration (password as ``***``), the OpenWire classpath with the version
-of each jar (read from its ``META-INF/MANIFEST.MF``, no JVM needed), then connects and subscribes
-with each transport of ``transport_order`` and reports which works. The check connects under a
+Prints the effective configuration as a user would write it (secrets as ``***``), the OpenWire
+classpath with the version of each jar (read from its ``META-INF/MANIFEST.MF``, no JVM needed),
+then connects and subscribes with each transport of ``transport_order`` and reports which works;
+the result line is the last thing printed. The check connects under a
 connection id of its own (``<connection_id>-check``), so a running bridge is not disturbed, and
 with a prefetch of 0 it never receives or acknowledges anything: whatever the broker might still
 hand it is redelivered to the bridge, not lost.
@@ -12,7 +13,6 @@ Exit status (see :func:`check`): 0 when the selected transport works, else 1.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 import zipfile
@@ -22,7 +22,7 @@ from typing import Any, Callable, TextIO
 import yaml
 
 from bridge import logs
-from bridge.config import BridgeConfig
+from bridge.config import TRANSPORTS, BridgeConfig
 from bridge.errors import AuthenticationError, BridgeError
 from bridge.transports import Hooks, create_transport
 
@@ -53,6 +53,7 @@ def check(config: BridgeConfig, out: TextIO | None = None) -> int:
         say(line)
     say()
     results = check_transports(config, say)
+    logs.close()  # the clients' threads may still log (failover retries): nothing after the result
     say()
     selected = config.transport
     if results.get(selected):
@@ -65,24 +66,24 @@ def check(config: BridgeConfig, out: TextIO | None = None) -> int:
 
 
 def effective_config(config: BridgeConfig) -> str:
-    """The typed configuration as YAML text: paths as strings, the password as ``***``."""
-    data = dataclasses.asdict(config)
-    data["subscription"]["destination"] = str(config.subscription.destination)
-    if data["credentials"]["password"]:
-        data["credentials"]["password"] = "***"
-    data["stomp"]["hosts"] = [f"{host}:{port}" for host, port in config.stomp.hosts]
-    data["transport_order"] = list(config.transport_order)
-    return logs.redact(yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False, width=120))
+    """The configuration as the user would write it, defaults filled in: the keys of the chosen
+    sink only, no section of a transport that is not tried, no ``tls`` that is off, nothing that
+    is not set (``None``, an empty password), secrets ``***``."""
+    data = _given(config.model_dump(mode="json", exclude_none=True))
+    if config.subscription.namespace is not None:
+        del data["subscription"]["destination"]  # the queue of namespace + destination_id
+    for name in TRANSPORTS:
+        if name not in config.transport_order:
+            del data[name]
+        elif not getattr(config, name).tls.enabled:
+            del data[name]["tls"]
+    return logs.redact(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def _given(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the empty strings (a password or user name not set) and sections left empty."""
+    given = {key: _given(value) if isinstance(value, dict) else value for key, value in data.items()}
+    return {key: value for key, value in given.items() if value not in ("", {})}
 
 
 def jar_version(path: Path) -> str | None:
@@ -158,13 +159,12 @@ def check_config(config: BridgeConfig) -> BridgeConfig:
     neither disturbs a running bridge nor takes events off the queue."""
     # prefetch 0 is below the minimum the config accepts for a bridge; the check builds it here,
     # past validation, on purpose: the broker then pushes nothing to a consumer that never pulls.
-    return dataclasses.replace(
-        config,
-        subscription=dataclasses.replace(config.subscription,
-                                         connection_id=config.subscription.connection_id + CHECK_SUFFIX),
-        openwire=dataclasses.replace(config.openwire, prefetch=0),
-        stomp=dataclasses.replace(config.stomp, prefetch=0),
-    )
+    return config.model_copy(update={
+        "subscription": config.subscription.model_copy(
+            update={"connection_id": config.subscription.connection_id + CHECK_SUFFIX}),
+        "openwire": config.openwire.model_copy(update={"prefetch": 0}),
+        "stomp": config.stomp.model_copy(update={"prefetch": 0}),
+    })
 
 
 def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[str, bool]:
@@ -198,7 +198,7 @@ def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[s
 
 def _configured_endpoint(name: str, config: BridgeConfig) -> str:
     if name == "openwire":
-        from bridge.transports.openwire_url import shown
+        from bridge.transports.openwire.url import shown
 
         return shown(config.openwire.urls)
     return ", ".join(f"{host}:{port}" for host, port in config.stomp.hosts)

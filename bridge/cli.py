@@ -1,4 +1,4 @@
-"""The ``amq-bridge`` command: run, broker, publish.
+"""The ``amq-bridge`` command: run, replay, broker, publish, check, schema.
 
 Exit status: 0 done, 1 a runtime error (one line on stderr, no traceback), 2 a usage or
 configuration error, 130 forced stop by a second signal; a worker process of ``workers: N``
@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--worker", type=_positive_int, help=argparse.SUPPRESS)  # set by the workers: N supervisor
     run.set_defaults(func=_run)
 
+    replay = commands.add_parser("replay", parents=[common],
+                                 help="deliver dead-lettered events that can now be delivered to the sink")
+    _config_option(replay)
+    replay.add_argument("--dead-letter", type=Path, metavar="FILE", help="default: dead_letter of the config")
+    replay.add_argument("--dry-run", action="store_true", help="only say what would be replayed")
+    replay.set_defaults(func=_replay)
+
     broker = commands.add_parser("broker", parents=[common], help="run a local ActiveMQ broker (the embedded default)")
     broker.add_argument("-c", "--config", type=Path,
                         help="take ports, credentials and the subscription queue from this config")
@@ -104,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                                 help="validate the config, show the classpath, try each transport")
     _config_option(check)
     check.set_defaults(func=_check)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of config.yaml (as config.schema.json)")
+    schema.set_defaults(func=_schema, log_level="INFO", log_format="text")
     return parser
 
 
@@ -131,7 +141,7 @@ def _load(args: argparse.Namespace) -> BridgeConfig:
     for secret in config.secrets:
         logs.register_secret(secret)
     if getattr(args, "transport", None):
-        config = dataclasses.replace(config, transport=args.transport)
+        config = config.model_copy(update={"transport": args.transport})
     return config
 
 
@@ -165,21 +175,23 @@ def _on_signals(first: Callable[[], None], grace: float | None = None,
 def _run(args: argparse.Namespace) -> int:
     from bridge.runner import Runner
 
-    config = _load(args)
+    config, peers = _load(args), []
     if args.worker is not None:
         from bridge import workers
 
         workers.tag_logs(args.worker)
+        peers = workers.peer_sources(config, args.worker)
         config = workers.worker_config(config, args.worker)
     elif config.workers > 1:
         return _supervise(args, config)
-    runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout)
+    runner = Runner(config, max_events=args.max_events, idle_timeout=args.idle_timeout, peers=peers)
     _on_signals(runner.stop, config.shutdown_timeout)
     metrics = None
     if config.metrics.port is not None:
         from bridge.metrics import MetricsServer
 
-        metrics = MetricsServer(runner.stats, config.metrics.host, config.metrics.port).start()
+        metrics = MetricsServer(runner.stats, config.metrics.host, config.metrics.port,
+                                config.metrics.max_event_age).start()
     try:
         runner.run()
     finally:
@@ -200,6 +212,14 @@ def _supervise(args: argparse.Namespace, config: BridgeConfig) -> int:
     supervisor = Supervisor(config, lambda i: worker_command(args.config, i, options), env=worker_env())
     _on_signals(supervisor.stop, before_exit=supervisor.kill)
     return supervisor.run()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bridge.replay import replay
+
+    for result in replay(_load(args), args.dead_letter, dry_run=args.dry_run):
+        print(result.summary(args.dry_run))
+    return 0
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -249,3 +269,10 @@ def _check(args: argparse.Namespace) -> int:
     from bridge.check import check
 
     return check(_load(args))
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from bridge.config.schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0

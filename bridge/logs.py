@@ -64,3 +64,12 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+
+
+def close() -> None:
+    """Flush every handler, then print nothing more, whichever thread logs (the end of a command
+    whose last line must be its result, while a client's threads may still be winding down)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.flush()
+    logging.disable(logging.CRITICAL)

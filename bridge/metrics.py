@@ -1,9 +1,10 @@
 """Prometheus metrics and health checks over HTTP, read from the runner's counters.
 
 ``/metrics`` (Prometheus text format, built with prometheus-client), ``/healthz`` (the process
-answers) and ``/readyz`` (connected to the broker and the sink healthy: 200, else 503), all on
-one port. The numbers are read from :class:`bridge.stats.Stats` at scrape time, so nothing is
-added to the per-event path.
+answers) and ``/readyz`` (connected to the broker, the sink healthy, and, with
+``metrics.max_event_age``, not behind by more than that while events wait: 200, else 503), all
+on one port. The numbers are read from :class:`bridge.stats.Stats` at scrape time; the runner
+only counts (the event age histogram once per batch, see :meth:`Stats.record_ages`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 from bridge.errors import BridgeError
-from bridge.stats import Stats
+from bridge.stats import AGE_BUCKETS, Stats
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ class _Collector:
         self.stats = stats
 
     def collect(self) -> Iterator[object]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                            SummaryMetricFamily)
+        from prometheus_client.utils import floatToGoString
 
         s, labels = self.stats, ["transport"]
         value = [s.transport or "none"]
@@ -50,6 +53,16 @@ class _Collector:
             gauge = GaugeMetricFamily(f"amq_bridge_{name}", doc, labels=labels)
             gauge.add_metric(value, 1.0 if flag else 0.0)
             yield gauge
+        ages = HistogramMetricFamily("amq_bridge_event_age_seconds", "Age of delivered events at the sink's "
+                                     "commit: commit time minus broker timestamp", labels=labels)
+        buckets = [(floatToGoString(bound), float(n)) for bound, n in zip(AGE_BUCKETS, list(s.ages_le))]
+        ages.add_metric(value, buckets + [("+Inf", float(s.ages_count))], sum_value=s.ages_sum)
+        yield ages
+        if s.event_age is not None:
+            last = GaugeMetricFamily("amq_bridge_last_event_age_seconds", "Age of the newest event of the "
+                                     "last delivered batch at its commit", labels=labels)
+            last.add_metric(value, s.event_age)
+            yield last
 
 
 class MetricsServer:
@@ -59,9 +72,12 @@ class MetricsServer:
         stats: The counters to expose.
         host: Address to listen on (default loopback).
         port: Port; 0 picks a free one (see :attr:`port`).
+        max_event_age: ``/readyz`` answers 503 while events wait and the sink is more than this
+            many seconds behind (:meth:`Stats.behind`); None: not checked.
     """
 
-    def __init__(self, stats: Stats, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, stats: Stats, host: str = "127.0.0.1", port: int = 0,
+                 max_event_age: float | None = None) -> None:
         try:
             from prometheus_client import CollectorRegistry, generate_latest
         except ImportError as exc:
@@ -76,7 +92,7 @@ class MetricsServer:
                 elif self.path == "/healthz":
                     self._answer(200, b"ok\n")
                 elif self.path == "/readyz":
-                    ready = stats.connected and stats.sink_healthy
+                    ready = stats.connected and stats.sink_healthy and not stats.behind(max_event_age)
                     self._answer(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
                 else:
                     self._answer(404, b"not found\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -44,8 +43,8 @@ def file_bodies(stream: IO[bytes]) -> Iterator[bytes]:
 
 def publisher_config(config: BridgeConfig) -> BridgeConfig:
     """The config with a connection id of its own, so publishing never takes the consumer's id."""
-    sub = dataclasses.replace(config.subscription, connection_id=f"amq-bridge-publish-{os.getpid()}")
-    return dataclasses.replace(config, subscription=sub)
+    sub = config.subscription.model_copy(update={"connection_id": f"amq-bridge-publish-{os.getpid()}"})
+    return config.model_copy(update={"subscription": sub})
 
 
 def publish(

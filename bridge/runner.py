@@ -10,7 +10,9 @@ unacknowledged, so the broker delivers it again:
   succeeds (never NACKed: a STOMP NACK would send it straight to the broker's DLQ), or, when
   ``sink.max_attempts`` is set, until that many attempts failed: then the undelivered events are
   written to the dead-letter file with the error as the reason, and acknowledged;
-* redeliveries of events already in the sink are recognised by message id and only acknowledged.
+* redeliveries of events already in the sink are recognised by message id and only acknowledged:
+  the window of recent ids (:mod:`bridge.dedupe`) is seeded before each subscription from the
+  sink, the dead-letter file and the other workers' files, so this holds across crashes too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bridge.backoff import Backoff
 from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
-from bridge.dedupe import RecentIds
+from bridge.dedupe import IdSource, RecentIds, Seeder, window_size
 from bridge.errors import AuthenticationError, SinkError, TransportError, TransportUnavailableError
 from bridge.event import Event
 from bridge.sinks import Sink, create_sink
@@ -86,6 +88,7 @@ class Runner:
         hooks: Lifecycle callbacks of the caller.
         max_events: Stop after this many events were delivered or set aside.
         idle_timeout: Stop after this many seconds without an event.
+        peers: Readers of the other workers' newest message ids (``workers: N``).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Runner:
         hooks: Hooks | None = None,
         max_events: int | None = None,
         idle_timeout: float | None = None,
+        peers: Sequence[IdSource] = (),
     ) -> None:
         self.config = config
         self.sink = sink or create_sink(config.sink)
@@ -104,7 +108,8 @@ class Runner:
         self.max_events = max_events
         self.idle_timeout = idle_timeout
         self.dead_letter = DeadLetterFile(config.dead_letter)
-        self.recent = RecentIds(config.dedupe_window)
+        self.recent = RecentIds(window_size(config))
+        self.seeder = Seeder(self.recent, (self.sink.recent_ids, self.dead_letter.recent_ids), peers)
         self._stop = threading.Event()
         self._last_event = time.monotonic()
 
@@ -126,6 +131,7 @@ class Runner:
                     break
                 try:
                     destination = self.config.subscription.destination
+                    self._retry("reading the sink's recent message ids", self.seeder.seed)
                     transport.subscribe(destination)
                     log.info("subscribed to %s as connection id %r via %s", destination,
                              self.config.subscription.connection_id, transport.name)
@@ -216,6 +222,7 @@ class Runner:
                 if limit <= 0:
                     break
             events = transport.receive(limit, POLL_SECONDS)
+            stats.took(events, limit)
             now = time.monotonic()
             if interval and now >= next_stats:
                 stats_log.info(stats.line())
@@ -230,6 +237,8 @@ class Runner:
         stats = self.stats
         stats.received += len(events)
         fresh = self.recent.unseen(events) if self.recent.size else list(events)
+        if self.seeder.peers and fresh:
+            fresh = self.seeder.recheck(fresh)
         stats.duplicates += len(events) - len(fresh)
         good = [e for e in fresh if e.problem is None]
         bad = [e for e in fresh if e.problem is not None] if len(good) < len(fresh) else []
@@ -240,6 +249,7 @@ class Runner:
             started, attempts = time.monotonic(), getattr(self.sink.config, "max_attempts", 0)
             try:
                 self._retry("sink write", write, attempts)
+                stats.record_ages(good, time.time())
                 stats.delivered += len(good)
             except _GaveUp as exc:
                 left = list(self.sink.undelivered(good))
@@ -254,3 +264,4 @@ class Runner:
         self.recent.add(e.message_id for e in fresh)
         transport.ack_many(events)
         stats.acknowledged += len(events)
+        stats.in_hand = 0

@@ -1,4 +1,4 @@
-"""TLS from a :class:`~bridge.config.TlsConfig`: an ``ssl.SSLContext`` for STOMP, Java key and
+"""TLS from a :class:`~bridge.config.TlsConfig` (or a stomp :class:`~bridge.config.PemTlsConfig`): an ``ssl.SSLContext`` for STOMP, Java key and
 trust managers for OpenWire and the embedded broker, and one vocabulary for what went wrong.
 
 Trust: ``ca_file`` (PEM; ``system`` for the operating system's store), ``trust_store`` (JKS or
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bridge import jvm
-from bridge.config import TlsConfig
+from bridge.config import PemTlsConfig, TlsConfig
 from bridge.errors import ConfigError, ConnectError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def warn_insecure(transport: str, endpoint: str) -> None:
 
 # --- Python (STOMP) -------------------------------------------------------------------------------
 
-def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+def ssl_context(tls: PemTlsConfig) -> ssl.SSLContext:
     """A client ``SSLContext``: verifies the broker (unless insecure), presents cert_file if given.
 
     Raises:
@@ -70,7 +70,7 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
-def wrap(sock: socket.socket, host: str, tls: TlsConfig, timeout: float, *, endpoint: str = "",
+def wrap(sock: socket.socket, host: str, tls: PemTlsConfig, timeout: float, *, endpoint: str = "",
          transport: str = "stomp") -> ssl.SSLSocket:
     """TLS handshake on a connected ``sock`` within ``timeout`` s; closes ``sock`` on failure.
 
@@ -101,7 +101,7 @@ def wrap(sock: socket.socket, host: str, tls: TlsConfig, timeout: float, *, endp
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_context(tls: TlsConfig) -> ssl.SSLContext:
+def _cached_context(tls: PemTlsConfig) -> ssl.SSLContext:
     return ssl_context(tls)
 
 

@@ -13,6 +13,11 @@ Worker ``i`` (1..N) differs from the configuration in what must not be shared:
 
 The ``sqlite`` and ``postgres`` sinks, ``stdout`` and a ``handler`` are shared by all workers.
 
+The broker may hand a worker's unacknowledged events to another one when it dies, so each
+worker seeds its de-duplication window from its peers' ``jsonl`` and dead-letter files too
+(:func:`peer_sources`), and its window covers every worker's prefetch (``dedupe_window`` of
+the worker's configuration is :func:`bridge.dedupe.window_size` of the whole one).
+
 The supervisor starts worker ``i`` as ``python -m bridge run -c CONFIG --worker i``, in a session
 of its own (a Ctrl-C reaches the supervisor only, which passes it on once), and with the parent-
 death signal set to SIGTERM (Linux), so workers never outlive a supervisor that was killed. It
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -44,6 +50,7 @@ from typing import Callable, Sequence
 
 from bridge.backoff import Backoff
 from bridge.config import BridgeConfig
+from bridge.dedupe import IdSource, window_size
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +80,38 @@ def numbered_path(path: Path, index: int) -> Path:
 
 def worker_config(config: BridgeConfig, index: int) -> BridgeConfig:
     """The configuration of worker ``index`` (1..N): its own connection id, files and port."""
-    subscription = dataclasses.replace(config.subscription,
-                                       connection_id=f"{config.subscription.connection_id}-{index}")
+    subscription = config.subscription.model_copy(
+        update={"connection_id": f"{config.subscription.connection_id}-{index}"})
     sink = config.sink
     if sink.type == "jsonl" and sink.path is not None:
-        sink = dataclasses.replace(sink, path=numbered_path(sink.path, index))
+        sink = sink.model_copy(update={"path": numbered_path(sink.path, index)})
     metrics = config.metrics
     if metrics.port:
-        metrics = dataclasses.replace(metrics, port=metrics.port + index - 1)
+        metrics = metrics.model_copy(update={"port": metrics.port + index - 1})
     dead_letter = numbered_path(config.dead_letter, index) if config.dead_letter is not None else None
-    return dataclasses.replace(config, subscription=subscription, sink=sink, metrics=metrics,
-                               dead_letter=dead_letter, workers=1)
+    return config.model_copy(update={"subscription": subscription, "sink": sink, "metrics": metrics,
+                                     "dead_letter": dead_letter, "dedupe_window": window_size(config),
+                                     "workers": 1})
+
+
+def peer_sources(config: BridgeConfig, index: int, *, dead_letters: bool = True) -> list[IdSource]:
+    """Readers of the newest message ids in the files of every worker but ``index``: their
+    ``jsonl`` files (with the rotated ones) and, unless ``dead_letters`` is false, their
+    dead-letter files. The stores (sqlite, postgres) are shared, so the worker's own sink covers
+    its peers there."""
+    from bridge.deadletter import DeadLetterFile
+    from bridge.sinks.lines import jsonl_recent_ids
+
+    sources: list[IdSource] = []
+    for peer in range(1, config.workers + 1):
+        if peer == index:
+            continue
+        peer_config = worker_config(config, peer)
+        if config.sink.type == "jsonl" and peer_config.sink.path is not None:
+            sources.append(functools.partial(jsonl_recent_ids, peer_config.sink.path))
+        if dead_letters and peer_config.dead_letter is not None:
+            sources.append(DeadLetterFile(peer_config.dead_letter).recent_ids)
+    return sources
 
 
 def tag_logs(index: int) -> None:

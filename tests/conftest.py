@@ -21,6 +21,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from tests.pgserver import PgServer, find_bindir
+
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "12345"
 PASSWORD = secrets.token_hex(16)
@@ -77,6 +79,28 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A PostgreSQL server for the session (missing: fail under CI=true, else skip)."""
+    bindir = find_bindir()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        bindir, why = None, "psycopg is not installed (pip install -e '.[test]')"
+    else:
+        why = "PostgreSQL is not installed (apt-get install postgresql; scripts/test does it)"
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")
@@ -171,14 +195,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Any]:
-    """Start bridge processes (``spawn(config, *args)``); all are stopped when the test ends."""
+    """Start bridge processes (``spawn(config, *args, **env)``); all are stopped when the test ends."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(config: Path, *args: str, command: str = "run") -> Bridge:
+    def start(config: Path, *args: str, command: str = "run", **env: str) -> Bridge:
         stderr_path = tmp_path / f"bridge-{len(started)}.stderr"
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(bridge_command(command, "-c", str(config), *args),
-                                       stdout=subprocess.DEVNULL, stderr=err, env=child_env(), cwd=tmp_path)
+                                       stdout=subprocess.DEVNULL, stderr=err, env=child_env(**env), cwd=tmp_path)
         started.append(process)
         sink = Path(yaml.safe_load(config.read_text()).get("sink", {}).get("path", ""))
         return Bridge(process, stderr_path, config, sink)

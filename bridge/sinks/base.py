@@ -51,6 +51,20 @@ class Sink(abc.ABC):
         """
         return events
 
+    def recent_ids(self, limit: int) -> list[str]:
+        """The message ids of the events this sink stored last, newest first, at most ``limit``.
+
+        Called after :meth:`open`, before each subscription: the runner seeds its window of
+        recent ids with them, so a redelivery of an event stored before a crash is recognised
+        and only acknowledged. Bounded work (``limit`` ids), not proportional to what is
+        stored. A sink that cannot tell (a handler, stdout) returns none: into it, delivery
+        is at least once.
+
+        Raises:
+            SinkError: The store cannot be read.
+        """
+        return []
+
     def close(self) -> None:
         """Flush and release resources; safe to call twice."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Sequence
 
-from bridge.config import SinkConfig
+from bridge.config import HandlerSinkConfig
 from bridge.errors import ConfigError, SinkError
 from bridge.event import Event
 from bridge.sinks.base import Sink
@@ -43,7 +43,7 @@ class HandlerSink(Sink):
 
     name = "handler"
 
-    def __init__(self, config: SinkConfig, function: Callable[..., object] | None = None) -> None:
+    def __init__(self, config: HandlerSinkConfig, function: Callable[..., object] | None = None) -> None:
         super().__init__(config)
         self.function = function
         self.pending: list[Event] = []
@@ -52,7 +52,6 @@ class HandlerSink(Sink):
 
     def open(self) -> None:
         if self.function is None:
-            assert self.config.handler is not None  # the config loader requires it for this sink
             self.function = load_handler(self.config.handler)
         self.pending = []
 

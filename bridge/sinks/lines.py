@@ -4,9 +4,12 @@ The ``jsonl`` sink:
 
 Features:
     Appends one line per event to ``sink.path``; the runner acknowledges a batch once
-    :meth:`JsonlSink.flush` returned. It is at-least-once: an event the broker delivers again
-    (after a crash, or a failed write) may appear twice, with the same ``message_id`` and
-    ``"redelivered": true``; readers dedupe by ``message_id``.
+    :meth:`JsonlSink.flush` returned. An event the broker delivers again (after a crash, or a
+    failed write) is recognised by the runner's window of recent message ids, seeded from the
+    file's last lines when the runner starts: it is written once.
+
+De-duplication across restarts: :meth:`JsonlSink.recent_ids` reads the ids of the file's last
+lines from its end (:mod:`bridge.sinks.tail`), then of the newest rotated files while short.
 
 Options:
     ``fsync``: ``batch`` fsyncs the file before each acknowledgement (and the directory after a
@@ -35,6 +38,7 @@ from typing import IO, BinaryIO, Sequence
 from bridge.errors import SinkError
 from bridge.event import Event
 from bridge.sinks.base import Sink
+from bridge.sinks.tail import tail_ids
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +147,24 @@ def rotated_files(path: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def jsonl_recent_ids(path: Path, limit: int) -> list[str]:
+    """The message ids of the last lines of ``path``, then of its rotated files (newest first)
+    while fewer than ``limit`` were found; newest first.
+
+    Raises:
+        SinkError: A file cannot be read.
+    """
+    found: list[str] = []
+    for source in (path, *reversed(rotated_files(path))):
+        if len(found) >= limit:
+            break
+        try:
+            found += tail_ids(source, limit - len(found))
+        except OSError as exc:
+            raise SinkError(f"jsonl sink cannot read {source}: {_why(exc)}") from exc
+    return found
+
+
 class JsonlSink(Sink):
     """JSON lines appended to ``sink.path``, rotated by size or age, fsynced if asked."""
 
@@ -156,6 +178,9 @@ class JsonlSink(Sink):
 
     def open(self) -> None:
         self._open()
+
+    def recent_ids(self, limit: int) -> list[str]:
+        return jsonl_recent_ids(self.path, limit)
 
     def _open(self) -> None:
         path = self.path

@@ -15,6 +15,12 @@ Features:
     is a :class:`SinkError`: the connection is dropped and opened again on the runner's next
     attempt, which writes the same batch again.
 
+    Across restarts the primary key is what keeps a redelivered event out: ``recent_ids`` is
+    the base class's (none), because the table has no index giving the newest rows cheaply (an
+    ``ORDER BY received_at`` would sort the whole table at every start), and ``ON CONFLICT``
+    already makes a second write of the same message id a no-op. Such a redelivery is counted
+    as delivered, not as a duplicate, in the runner's stats.
+
 Connection String:
     ``sink.url: postgresql://USER@HOST:PORT/DATABASE`` (any libpq connection string). Keep the
     password out of the file: ``${ENV_VAR}`` in the url, or ``PGPASSWORD`` / ``~/.pgpass``.

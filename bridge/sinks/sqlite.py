@@ -198,6 +198,18 @@ class SqliteSink(Sink):
             self.db = None
             db.close()
 
+    def recent_ids(self, limit: int) -> list[str]:
+        """The newest ``limit`` message ids, by rowid (insertion order): an index walk from the end."""
+        if self.db is None:
+            self._connect()
+        assert self.db is not None
+        try:
+            rows = self.db.execute(f"SELECT message_id FROM {self.config.table} ORDER BY rowid DESC LIMIT ?",
+                                   (int(limit),)).fetchall()
+        except sqlite3.Error as exc:
+            raise SinkError(f"sqlite sink cannot read {self.config.path}: {exc}") from exc
+        return [row[0] for row in rows]
+
     def close(self) -> None:
         checkpointer, self.checkpointer = self.checkpointer, None
         db = self.db

@@ -60,7 +60,7 @@ def make_events(count: int) -> list:
 
 def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable[[str], None]) -> list[SinkRow]:
     """Measure each sink ``repeat`` times (sinks interleaved); returns one row per sink and variant."""
-    from bridge.config import SinkConfig
+    from bridge.config import JsonlSinkConfig, PostgresSinkConfig, SqliteSinkConfig
     from bridge.sinks import create_sink
 
     events = make_events(count)
@@ -85,9 +85,12 @@ def run(kinds: Sequence[str], count: int, batch: int, repeat: int, say: Callable
                 serial += 1
                 where = Path(tmp) / f"{serial}"
                 where.mkdir()
-                ext = {"jsonl": "jsonl", "sqlite": "db"}.get(kind, "")
-                config = SinkConfig(kind, path=where / f"events.{ext}" if ext else None, url=pg_url or "",
-                                    table=f"bench_{serial}", **extra)
+                if kind == "jsonl":
+                    config = JsonlSinkConfig(type="jsonl", path=where / "events.jsonl")
+                elif kind == "sqlite":
+                    config = SqliteSinkConfig(type="sqlite", path=where / "events.db", **extra)
+                else:
+                    config = PostgresSinkConfig(type="postgres", url=pg_url or "", table=f"bench_{serial}", **extra)
                 sink = create_sink(config)
                 sink.open()
                 try:

@@ -118,7 +118,8 @@ def tally(
 
     Args:
         seqs: The seq numbers of the good events published.
-        sinks: Sink files (JSON lines with ``data``: the jsonl sink or the test handlers' output).
+        sinks: Sink files (JSON lines with ``data``: the jsonl sink or the test handlers' output),
+            or anything with a ``records()`` giving ``(records, torn)`` (a ``harness.SinkView``).
         dead_letters: Dead-letter files (JSON lines with ``headers`` and ``body_base64``).
         bad_kinds: The ``faultkind`` of every bad message published.
     """
@@ -127,7 +128,7 @@ def tally(
     unexpected: list[Any] = []
     delivered = dead = torn = 0
     for path in sinks:
-        records, bad_lines = read_records(path)
+        records, bad_lines = path.records() if hasattr(path, "records") else read_records(path)
         torn += bad_lines
         delivered += len(records)
         for record in records:

@@ -6,6 +6,7 @@ so a bridge (or the proxy in front of it) finds it again where it was.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -22,7 +23,7 @@ from typing import Any, Callable, Collection, Sequence
 import yaml
 
 from tests.conftest import READY, ROOT, bridge_command, child_env, stop_process, write_config
-from tests.faults.checker import count_lines, tally
+from tests.faults.checker import count_lines, read_records, tally
 
 #: Log lines worth showing when a test fails (the rest is stats and connection chatter).
 NOTABLE = re.compile(r" (WARNING|ERROR|CRITICAL) |amq-bridge: |Traceback|Error|subscribed to")
@@ -253,6 +254,72 @@ def bridge_config(path: Path, broker: FaultBroker, transport: str, *, openwire_u
     return path
 
 
+class SinkView:
+    """What a sink holds, read as the checker reads a jsonl file: records with ``message_id`` and
+    ``data``. ``jsonl`` (with ``workers`` > 1: every worker's numbered file), ``sqlite`` (the file
+    at ``path``) or ``postgres`` (``url``); ``table`` for the stores."""
+
+    def __init__(self, kind: str, *, path: Path | None = None, url: str = "", table: str = "events",
+                 workers: int = 1) -> None:
+        self.kind, self.path, self.url, self.table, self.workers = kind, path, url, table, workers
+
+    def sink(self) -> dict[str, Any]:
+        """The ``sink`` section of a bridge config writing here (postgres: url from $AMQ_TEST_PG_URL)."""
+        if self.kind == "jsonl":
+            return {"type": "jsonl", "path": str(self.path)}
+        if self.kind == "sqlite":
+            return {"type": "sqlite", "path": str(self.path), "table": self.table}
+        return {"type": "postgres", "url": "${AMQ_TEST_PG_URL}", "table": self.table}
+
+    @property
+    def files(self) -> list[Path]:
+        """The jsonl files: one, or each worker's."""
+        assert self.path is not None
+        if self.workers == 1:
+            return [self.path]
+        return [self.path.with_name(f"{self.path.stem}-{i}{self.path.suffix}") for i in range(1, self.workers + 1)]
+
+    def records(self) -> tuple[list[dict[str, Any]], int]:
+        if self.kind == "jsonl":
+            records, torn = [], 0
+            for path in self.files:
+                found, bad = read_records(path)
+                records += found
+                torn += bad
+            return records, torn
+        return [{"message_id": m, "data": d} for m, d in self._rows("message_id, payload")], 0
+
+    def count(self) -> int:
+        """How many events it holds (cheap enough to poll)."""
+        if self.kind == "jsonl":
+            return sum(count_lines(p) for p in self.files)
+        rows = self._rows("count(*)")
+        return int(rows[0][0]) if rows else 0
+
+    def _rows(self, columns: str) -> list[tuple[Any, ...]]:
+        if self.kind == "sqlite":
+            import sqlite3
+
+            assert self.path is not None
+            if not self.path.exists():
+                return []
+            db = sqlite3.connect(self.path, timeout=10)
+            try:
+                found = db.execute(f"SELECT {columns} FROM {self.table} ORDER BY rowid").fetchall()
+            except sqlite3.OperationalError:  # no table yet
+                return []
+            finally:
+                db.close()
+            return [tuple(json.loads(v) if isinstance(v, str) and v.startswith("{") else v for v in row)
+                    for row in found]
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=5) as db:
+            if db.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()[0] is None:
+                return []
+            return db.execute(f"SELECT {columns} FROM {self.table}").fetchall()
+
+
 def paths_of(config: Path) -> tuple[Path | None, Path | None]:
     """The sink file (jsonl sinks) and dead-letter file a config names."""
     doc = yaml.safe_load(config.read_text())
@@ -300,14 +367,14 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def wait_drained(seqs: Collection[int], sinks: Sequence[Path], dead_letters: Sequence[Path | None] = (),
+def wait_drained(seqs: Collection[int], sinks: Sequence[Path | SinkView], dead_letters: Sequence[Path | None] = (),
                  bad_kinds: Collection[str] = (), timeout: float = 60, alive: BridgeProcess | None = None) -> bool:
     """Wait until every published item is in a sink or dead-letter file (True), or give up (False)."""
     expected = len(seqs) + len(bad_kinds)
     files = [p for p in [*sinks, *dead_letters] if p is not None]
 
     def drained() -> bool:
-        if sum(count_lines(p) for p in files) < expected:
+        if sum(p.count() if isinstance(p, SinkView) else count_lines(p) for p in files) < expected:
             return False
         return tally(seqs, sinks, dead_letters, bad_kinds).lost == 0
 

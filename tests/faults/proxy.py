@@ -4,7 +4,8 @@
 pause) stop moving bytes: nothing is read, so the peers' socket buffers fill and TCP holds them
 back, as on a network path that went silent. No FIN or RST is sent. ``resume()`` lets the held
 bytes through; ``drop()`` closes the connections (new ones are still accepted); ``close()``
-closes every socket.
+closes every socket. ``rate`` (bytes per second, settable at any time; None: unlimited) caps
+what flows from upstream to the clients, as a slow link does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -26,10 +28,12 @@ class TcpProxy:
     Args:
         upstream: ``(host, port)`` to connect to for each accepted connection.
         port: The port to listen on; 0 picks a free one (see :attr:`port`).
+        rate: At most this many bytes per second from upstream to each client (None: no cap).
     """
 
-    def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
+    def __init__(self, upstream: tuple[str, int], port: int = 0, rate: float | None = None) -> None:
         self.upstream = upstream
+        self.rate = rate
         self._listener = socket.create_server(("127.0.0.1", port))
         self._listener.settimeout(POLL)
         self.port: int = self._listener.getsockname()[1]
@@ -118,7 +122,7 @@ class TcpProxy:
                     return
                 self._sockets.update((client, server))
             for src, dst, name in ((client, server, "up"), (server, client, "down")):
-                self._spawn(self._pump, f"proxy-{name}", src, dst)
+                self._spawn(self._pump, f"proxy-{name}", src, dst, name == "down")
 
     def _wait_flowing(self) -> bool:
         while not self._flowing.wait(POLL):
@@ -126,18 +130,21 @@ class TcpProxy:
                 return False
         return not self._closed.is_set()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, capped: bool = False) -> None:
         try:
             while self._wait_flowing():
                 ready, _, _ = select.select([src], [], [], POLL)
                 if not ready or not self._flowing.is_set():
                     continue
-                data = src.recv(65536)
+                rate = self.rate if capped else None
+                data = src.recv(4096 if rate else 65536)
                 if not data:
                     break
                 if not self._wait_flowing():  # paused after the read: hold these bytes too
                     break
                 dst.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
         except (OSError, ValueError):
             pass
         finally:

@@ -6,7 +6,7 @@ with heart-beats / inactivity monitoring at 1 s. A publisher sends 4,000 persist
 then forwards again. The bridge must notice the silence during the stall (a disconnection,
 heart-beat or inactivity line on stderr, or ``connected=no`` in its stats) and carry on after.
 
-Counts: nothing lost, nothing unexpected; duplicates reported.
+Counts: nothing lost, nothing unexpected, nothing duplicated (into jsonl).
 Recovery: seconds from the proxy forwarding again to the sink's next line. ``noticed_s`` (in
 the report): seconds from the stall to the first sign on stderr that the bridge saw it.
 """
@@ -61,7 +61,7 @@ def test_network_stall(fault_broker: FaultBroker, procs: Processes, tmp_path: Pa
         time.sleep(1.0)  # late redeliveries, to count them
         bridge.terminate()
     result = tally(range(COUNT), [sink], [dead])
-    record("network stall (proxy)", transport, result, recovery,
+    record("network stall (proxy), into jsonl", transport, result, recovery,
            noticed_s=None if noticed is None else round(noticed, 2), stall_s=STALL_SECONDS)
     message = explain(result, bridge, note=f"noticed={noticed} recovery={recovery} drained={drained} "
                                            f"proxy connections={proxy.accepted}")
@@ -69,3 +69,4 @@ def test_network_stall(fault_broker: FaultBroker, procs: Processes, tmp_path: Pa
     assert recovery is not None, message
     assert result.lost == 0, message
     assert result.unexpected == 0, message
+    assert result.duplicated == 0, message

@@ -125,3 +125,31 @@ def test_jpype_gc_hook_is_removed_only_from_the_jvm_the_bridge_starts(who: str) 
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe == {"started": who == "bridge", "hooked": who == "host"}
+
+
+@pytest.mark.parametrize("transport", ["openwire", "stomp"])
+def test_asyncio_example_runs_and_acks(broker: Broker, tmp_path: Path, namespace: str, transport: str) -> None:
+    """examples/embed_async.py, as documented in README, handles every event once and acks it."""
+    config = write_config(tmp_path / "aembed.yaml", broker=broker, transport=transport, namespace=namespace)
+    example = str(ROOT / "examples/embed_async.py")
+    err = tmp_path / "aembed.stderr"
+    with open(err, "wb") as stderr:
+        child = subprocess.Popen([sys.executable, example, "-c", str(config), "--count", str(N)],
+                                 stdout=subprocess.PIPE, stderr=stderr, env=child_env(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
+            assert child.poll() is None, err.read_text()
+            time.sleep(0.05)
+        publish(config, N)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err.read_text()
+    assert [line.split()[0] for line in out.decode().splitlines()] == [sample_event(i)["md5"] for i in range(N)]
+    assert f"{N} events handled" in err.read_text()
+    again = subprocess.run([sys.executable, example, "-c", str(config), "--idle-timeout", "1"],
+                           capture_output=True, env=child_env(), cwd=ROOT, timeout=60)
+    assert again.returncode == 0 and again.stdout == b"", again.stderr.decode()[-2000:]

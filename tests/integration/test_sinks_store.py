@@ -29,34 +29,12 @@ from bridge.sinks import Sink, create_sink
 from bridge.sinks import sqlite as sqlite_sink
 from bridge.stats import Stats
 from tests.conftest import Broker, child_env, read_jsonl, write_config
-from tests.pgserver import PgServer, find_bindir
+from tests.pgserver import PgServer
 
 pytestmark = pytest.mark.broker
 KINDS = ["jsonl", "sqlite", "postgres"]
 N = 60
 PG_URL_VAR = "AMQ_TEST_PG_URL"
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    """A PostgreSQL server for the session (missing: fail under CI=true, else skip)."""
-    bindir = find_bindir()
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        bindir, why = None, "psycopg is not installed (pip install -e '.[test]')"
-    else:
-        why = "PostgreSQL is not installed (apt-get install postgresql; scripts/test does it)"
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why, pytrace=False)
-        pytest.skip(why)
-    server = PgServer(bindir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
 
 
 class Store:

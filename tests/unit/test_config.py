@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from bridge.cli import main
 from bridge.config import Destination, load_config, parse_config
@@ -72,6 +72,13 @@ INVALID = [
     ("credentials.password", "g" * 32, "credentials.password", "32 hexadecimal"),
     ("credentials.password", "${NOT_SET_ANYWHERE}", "credentials.password", "environment variable NOT_SET_ANYWHERE is not set"),
     ("credentials.username", "${bad-name}", "credentials.username", "not a valid environment variable"),
+    ("sink", {"type": "jsonl", "path": "e.jsonl", "table": "t"}, "sink.table", "unknown key for the jsonl sink"),
+    ("sink", {"type": "postgres"}, "sink.url", "is required for the postgres sink"),
+    ("stomp.tls", {"trust_store": "t.jks"}, "stomp.tls.trust_store", "Java key stores are for openwire"),
+    ("openwire.tls", {"cert_file": "c.pem"}, "openwire.tls.key_file", "cert_file and key_file go together"),
+    ("metrics.port", 65536, "metrics.port", "at most 65535"),
+    ("metrics.max_event_age", 0, "metrics.max_event_age", "more than 0"),
+    ("metrics.max_event_age", "soon", "metrics.max_event_age", "must be a number"),
 ]
 
 
@@ -135,7 +142,7 @@ def test_good_config_is_typed_and_frozen(tmp_path: Path) -> None:
     assert config.sink.path == tmp_path / "out" / "events.jsonl"
     assert config.stomp.hosts == (("a", 1), ("::1", 2))
     assert config.transport_order == ("stomp", "openwire")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         config.transport = "openwire"  # type: ignore[misc]
 
 
@@ -243,3 +250,8 @@ def test_postgres_password_in_url_is_a_secret() -> None:
     base = {"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"}}
     config = parse_config({**base, "sink": {"type": "postgres", "url": "postgresql://u:pw-123@127.0.0.1/db"}}, env={})
     assert "pw-123" in config.secrets and "pw-123" not in repr(config)
+
+
+def test_max_event_age_is_optional_seconds() -> None:
+    assert parse_config(base(), env=ENV).metrics.max_event_age is None
+    assert parse_config(with_change("metrics.max_event_age", 2.5), env=ENV).metrics.max_event_age == 2.5

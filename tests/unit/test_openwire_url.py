@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from bridge.config import ReconnectConfig
-from bridge.transports.openwire_url import broker_url, shown, startup_attempts
+from bridge.transports.openwire.url import broker_url, shown, startup_attempts
 
 POLICY = ReconnectConfig(initial_delay=0.5, max_delay=30, max_attempts=0)
 

@@ -104,7 +104,7 @@ def test_bad_events_go_to_dead_letter_before_their_ack(tmp_path, wire) -> None:
 
 def test_without_dead_letter_file_bad_events_stop_the_run_unacknowledged(tmp_path, wire) -> None:
     made = wire([GOOD[0], b"oops"])
-    config = dataclasses.replace(make_config(tmp_path), dead_letter=None)
+    config = make_config(tmp_path).model_copy(update={"dead_letter": None})
     with pytest.raises(BridgeError, match="no dead_letter file is configured"):
         Runner(config, sink=MemorySink(), max_events=2).run()
     assert made["t"].acked == []
@@ -241,3 +241,38 @@ def test_max_attempts_needs_a_dead_letter_file(tmp_path) -> None:
     with pytest.raises(BridgeError, match="dead_letter"):
         parse_config({"profile": "generic", "subscription": {"destination": "queue:q", "connection_id": "c"},
                       "sink": {"type": "handler", "handler": "a:b"}}, env={})
+
+
+class StoringSink(MemorySink):
+    """A MemorySink that tells what it holds, as a store does."""
+
+    def recent_ids(self, limit):
+        return [e.message_id for e in reversed(self.durable)][:limit]
+
+
+def test_a_restarted_runner_recognises_what_the_sink_already_holds(tmp_path, wire) -> None:
+    sink = StoringSink()
+    wire(GOOD[:6])
+    Runner(make_config(tmp_path), sink=sink, max_events=6).run()
+    made = wire(GOOD[:8])  # the broker delivers all again (ids m1..m8), as after a crash
+    stats = Runner(make_config(tmp_path), sink=sink, idle_timeout=0.3).run()
+    assert [e.message_id for e in sink.durable] == [f"m{i}" for i in range(1, 9)]
+    assert stats.duplicates == 6 and stats.delivered == 2 and len(made["t"].acked) == 8
+
+
+def test_redelivered_events_a_peer_wrote_are_not_written_again(tmp_path, wire) -> None:
+    class Redelivered(MemoryTransport):
+        def receive(self, max_events, timeout):
+            return [dataclasses.replace(e, redelivered=True) for e in super().receive(max_events, timeout)]
+
+    peer_reads: list[int] = []
+
+    def peer(limit):
+        peer_reads.append(limit)
+        return ["m2", "m3"] if len(peer_reads) > 1 else []  # the peer wrote them after our start
+
+    made = wire(GOOD[:4], transport_class=Redelivered)
+    sink = MemorySink()
+    stats = Runner(make_config(tmp_path), sink=sink, idle_timeout=0.3, peers=[peer]).run()
+    assert [e.message_id for e in sink.durable] == ["m1", "m4"]
+    assert stats.duplicates == 2 and len(made["t"].acked) == 4 and len(peer_reads) == 2

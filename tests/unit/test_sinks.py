@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import SinkConfig
+from bridge.config import HandlerSinkConfig, JsonlSinkConfig, SqliteSinkConfig
 from bridge.errors import ConfigError, SinkError
 from bridge.event import make_event
 from bridge.sinks import create_sink
@@ -28,7 +28,7 @@ def explode(events) -> None:
 def test_jsonl_appends_one_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "out" / "events.jsonl"
     for _ in range(2):
-        with create_sink(SinkConfig("jsonl", path, fsync="batch")) as sink:
+        with create_sink(JsonlSinkConfig(type="jsonl", path=path, fsync="batch")) as sink:
             sink.write(EVENTS)
             sink.flush()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -39,12 +39,12 @@ def test_jsonl_appends_one_object_per_line(tmp_path: Path) -> None:
 def test_jsonl_that_cannot_open_says_where(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(SinkError, match="jsonl sink cannot open .*file/events.jsonl"):
-        create_sink(SinkConfig("jsonl", tmp_path / "file" / "events.jsonl")).open()
+        create_sink(JsonlSinkConfig(type="jsonl", path=tmp_path / "file" / "events.jsonl")).open()
 
 
 def test_handler_gets_each_batch_once_per_flush() -> None:
     received.clear()
-    with create_sink(SinkConfig("handler", handler=f"{__name__}:collect")) as sink:
+    with create_sink(HandlerSinkConfig(type="handler", handler=f"{__name__}:collect")) as sink:
         sink.write(EVENTS[:2])
         sink.write(EVENTS[2:])
         sink.flush()
@@ -53,7 +53,7 @@ def test_handler_gets_each_batch_once_per_flush() -> None:
 
 
 def test_handler_exception_becomes_sink_error_and_the_batch_is_not_kept() -> None:
-    sink = create_sink(SinkConfig("handler", handler=f"{__name__}:explode"))
+    sink = create_sink(HandlerSinkConfig(type="handler", handler=f"{__name__}:explode"))
     sink.open()
     sink.write(EVENTS)
     with pytest.raises(SinkError, match="raised ValueError: database is down"):
@@ -65,7 +65,7 @@ def test_handler_exception_becomes_sink_error_and_the_batch_is_not_kept() -> Non
                                          (f"{__name__}:EVENTS", "is not callable")])
 def test_handler_that_cannot_load_is_a_config_error(spec: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words) as info:
-        create_sink(SinkConfig("handler", handler=spec)).open()
+        create_sink(HandlerSinkConfig(type="handler", handler=spec)).open()
     assert info.value.key == "sink.handler"
 
 
@@ -74,7 +74,7 @@ def test_sqlite_stores_each_message_id_once_with_its_fields(tmp_path: Path) -> N
 
     path = tmp_path / "db" / "events.db"
     for _ in range(2):  # the same batch again, as after a redelivery
-        with create_sink(SinkConfig("sqlite", path)) as sink:
+        with create_sink(SqliteSinkConfig(type="sqlite", path=path)) as sink:
             sink.write(EVENTS)
             sink.flush()
     db = sqlite3.connect(path)
@@ -89,7 +89,7 @@ def test_sqlite_failure_is_a_sink_error_and_keeps_nothing_half_written(tmp_path:
     import sqlite3
 
     path = tmp_path / "events.db"
-    sink = create_sink(SinkConfig("sqlite", path))
+    sink = create_sink(SqliteSinkConfig(type="sqlite", path=path))
     sink.open()
     locker = sqlite3.connect(path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
@@ -115,7 +115,7 @@ def test_jsonl_rotates_by_size_at_batch_boundaries_and_keeps_the_newest(tmp_path
     one_batch = len(b"".join(map(lines.event_line, EVENTS)))
     stamps = iter(f"20261201T10000{i}Z" for i in range(10))
     monkeypatch.setattr(lines.time, "strftime", lambda fmt, t=None: next(stamps))
-    with create_sink(SinkConfig("jsonl", path, rotate_bytes=one_batch * 2, keep=2)) as sink:
+    with create_sink(JsonlSinkConfig(type="jsonl", path=path, rotate_bytes=one_batch * 2, keep=2)) as sink:
         for _ in range(7):  # two batches fit in a file: the 3rd, 5th and 7th start a new one
             sink.write(EVENTS)
             sink.flush()
@@ -130,7 +130,7 @@ def test_jsonl_rotates_by_age(tmp_path: Path, monkeypatch) -> None:
 
     path, clock = tmp_path / "events.jsonl", [1000.0]
     monkeypatch.setattr(lines.time, "monotonic", lambda: clock[0])
-    with create_sink(SinkConfig("jsonl", path, rotate_seconds=60, fsync="batch")) as sink:
+    with create_sink(JsonlSinkConfig(type="jsonl", path=path, rotate_seconds=60, fsync="batch")) as sink:
         sink.write(EVENTS)
         sink.flush()
         clock[0] += 30
@@ -145,12 +145,12 @@ def test_jsonl_rotates_by_age(tmp_path: Path, monkeypatch) -> None:
 
 def test_jsonl_cuts_a_torn_last_line_on_open(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    with create_sink(SinkConfig("jsonl", path)) as sink:
+    with create_sink(JsonlSinkConfig(type="jsonl", path=path)) as sink:
         sink.write(EVENTS)
         sink.flush()
     with open(path, "ab") as out:
         out.write(b'{"message_id":"m9","destin')  # a write cut short by a crash
-    with create_sink(SinkConfig("jsonl", path)) as sink:
+    with create_sink(JsonlSinkConfig(type="jsonl", path=path)) as sink:
         sink.write(EVENTS[:1])
         sink.flush()
     assert jsonl_lines(path) == ["m0", "m1", "m2", "m0"]
@@ -159,7 +159,7 @@ def test_jsonl_cuts_a_torn_last_line_on_open(tmp_path: Path) -> None:
 def test_jsonl_write_error_is_a_sink_error_and_heals(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.symlink_to("/dev/full")
-    sink = create_sink(SinkConfig("jsonl", path, fsync="batch"))
+    sink = create_sink(JsonlSinkConfig(type="jsonl", path=path, fsync="batch"))
     sink.open()
     with pytest.raises(SinkError, match="No space left on device"):
         sink.write(EVENTS)

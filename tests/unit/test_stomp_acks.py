@@ -17,7 +17,9 @@ import pytest
 
 from bridge.config import parse_config
 from bridge.errors import ConnectionLostError, TransportError
-from bridge.transports.stomp import StompTransport, _Link, ack_frame
+from bridge.transports.stomp import StompTransport
+from bridge.transports.stomp.frames import ack_frame
+from bridge.transports.stomp.link import Link as _Link
 
 FRAME = re.compile(rb"ACK\nid:([^\n]*)\n\n\x00")
 

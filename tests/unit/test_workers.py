@@ -253,3 +253,19 @@ def test_worker_log_lines_carry_the_worker_number(caplog) -> None:
         assert record.name == "bridge.runner[worker-2]"
     finally:
         root.removeHandler(handler)
+
+
+def test_each_worker_seeds_from_its_peers_files_and_covers_every_workers_prefetch(tmp_path: Path) -> None:
+    from bridge.event import make_event
+    from bridge.sinks.lines import event_lines
+
+    config = make_config(tmp_path, workers=3, sink={"type": "jsonl", "path": str(tmp_path / "events.jsonl")},
+                         dead_letter=str(tmp_path / "dead.jsonl"), dedupe_window=100)
+    for i in (1, 2, 3):
+        (tmp_path / f"events-{i}.jsonl").write_bytes(event_lines(
+            [make_event(b"{}", 10, message_id=f"w{i}", destination="queue:q")]))
+        (tmp_path / f"dead-{i}.jsonl").write_text(f'{{"reason": "x", "message_id": "d{i}"}}\n')
+    assert sorted(i for source in workers.peer_sources(config, 2) for i in source(10)) == ["d1", "d3", "w1", "w3"]
+    assert sorted(i for source in workers.peer_sources(config, 2, dead_letters=False) for i in source(10)) == [
+        "w1", "w3"]
+    assert worker_config(config, 2).dedupe_window == (1000 + config.batch_size) * 3  # each runs with workers: 1
