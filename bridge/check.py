@@ -72,6 +72,8 @@ def effective_config(config: BridgeConfig) -> str:
     data = _given(config.model_dump(mode="json", exclude_none=True))
     if config.subscription.namespace is not None:
         del data["subscription"]["destination"]  # the queue of namespace + destination_id
+    if config.subscription.destination.kind == "queue":
+        del data["subscription"]["durable"]  # for topics only
     for name in TRANSPORTS:
         if name not in config.transport_order:
             del data[name]
@@ -182,7 +184,10 @@ def check_transports(config: BridgeConfig, say: Callable[[str], None]) -> dict[s
         try:
             transport = create_transport(name, probe, hooks)
             transport.connect(config.connect_timeout)
-            transport.subscribe(destination)
+            # never durably: a durable subscription of the check's own connection id would stay on
+            # the broker, filling up; the selector is checked all the same
+            selector = config.subscription.selector
+            transport.subscribe(destination, **({"selector": selector} if selector else {}))
             elapsed = time.monotonic() - started
             endpoint = hooks.endpoint or _configured_endpoint(name, config)
             results[name] = True

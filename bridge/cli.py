@@ -1,4 +1,4 @@
-"""The ``amq-bridge`` command: run, replay, broker, publish, check, schema.
+"""The ``amq-bridge`` command: run, replay, broker, publish, check, unsubscribe, schema.
 
 Exit status: 0 done, 1 a runtime error (one line on stderr, no traceback), 2 a usage or
 configuration error, 130 forced stop by a second signal; a worker process of ``workers: N``
@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--persistent", action="store_true", help="send persistent messages")
     publish.add_argument("--sequence", action="store_true", help="add a seq field to generated events")
     publish.set_defaults(func=_publish)
+
+    unsubscribe = commands.add_parser("unsubscribe", parents=[common],
+                                      help="remove the durable topic subscription of the config from the broker")
+    _config_option(unsubscribe)
+    unsubscribe.add_argument("--transport", choices=TRANSPORTS, help="override transport: of the config")
+    unsubscribe.set_defaults(func=_unsubscribe)
 
     check = commands.add_parser("check", parents=[common],
                                 help="validate the config, show the classpath, try each transport")
@@ -262,6 +268,13 @@ def _publish(args: argparse.Namespace) -> int:
         bodies, total = generated_bodies(args.count, args.start, sequence=args.sequence), args.count
     progress = sys.stderr if sys.stderr.isatty() else None
     publish(config, destination, bodies, rate=args.rate, persistent=args.persistent, total=total, progress=progress)
+    return 0
+
+
+def _unsubscribe(args: argparse.Namespace) -> int:
+    from bridge.unsubscribe import unsubscribe
+
+    print(f"amq-bridge: {unsubscribe(_load(args))}")
     return 0
 
 

@@ -9,6 +9,7 @@
     │   ├── ConnectError                the broker cannot be reached in time
     │   ├── AuthenticationError         the broker refused the credentials
     │   ├── ClientIdInUseError          the connection id is already connected
+    │   ├── SubscriptionError           the broker refused the subscription (a selector...)
     │   └── ConnectionLostError         an established connection broke
     ├── MessageError                 a message body cannot be turned into an event
     └── SinkError                    the sink cannot accept events
@@ -60,6 +61,11 @@ class ClientIdInUseError(TransportError):
             f"connection id {connection_id!r} is already connected to the broker "
             "(another process uses it, or the broker still holds a crashed one)"
         )
+
+
+class SubscriptionError(TransportError):
+    """The broker refused the subscription itself (an invalid selector, a durable subscription
+    that does not exist or is in use): no reconnection changes that, so the run stops."""
 
 
 class ConnectionLostError(TransportError):

@@ -14,7 +14,7 @@ try:  # about 8x faster than json on an event; without it, json decodes everythi
 except ImportError:  # pragma: no cover - orjson is a dependency; a platform without a wheel still works
     _fast_loads = None
 
-_EMPTY: Mapping[str, str] = {}
+_EMPTY: Mapping[str, Any] = {}  # shared by every event without headers or properties: never changed
 #: A run of 19 digits: an integer orjson would turn into a float (past 64 bits) may be in it.
 _LONG_NUMBER = re.compile(rb"\d{19}").search
 
@@ -36,7 +36,14 @@ class Event:
         timestamp: The broker timestamp in milliseconds since the epoch, or ``None``.
         redelivered: Whether the broker says it delivered this message before.
         transport: The name of the transport that received it (``openwire``, ``stomp``).
-        headers: Message headers and properties, as strings.
+        headers: What the transport received besides the body, as the dead-letter file records it:
+            the STOMP frame's headers (strings); over OpenWire, ``properties``.
+        properties: The message's application properties as JSON values (string, number,
+            boolean; anything else as its text), plus the standard headers ``JMSType``,
+            ``JMSCorrelationID``, ``JMSPriority``, ``JMSDeliveryMode`` (``PERSISTENT`` /
+            ``NON_PERSISTENT``) and ``JMSExpiration``; empty for a message that carries nothing
+            beyond the defaults (see :mod:`bridge.properties`). The same for a message whichever
+            transport received it.
         problem: Why the body could not be decoded; such an event goes to the dead-letter sink.
         delivery_tag: The transport's handle for acknowledging this delivery; opaque elsewhere.
         acker: Set on events handed out by :func:`bridge.open`, where :meth:`ack` calls it.
@@ -49,7 +56,8 @@ class Event:
     timestamp: int | None = None
     redelivered: bool = False
     transport: str = ""
-    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    headers: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    properties: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     problem: str | None = None
     delivery_tag: int = field(default=0, compare=False, repr=False)
     acker: Callable[["Event"], None] | None = field(default=None, compare=False, repr=False)
@@ -64,16 +72,23 @@ class Event:
             raise BridgeError("this event is acknowledged by the runner, not by ack()")
         self.acker(self)
 
-    def to_json(self) -> dict[str, Any]:
-        """The event as the JSON object sinks write (one line of JSON lines)."""
-        return {
+    def to_json(self, properties: bool = True) -> dict[str, Any]:
+        """The event as the JSON object sinks write (one line of JSON lines).
+
+        Args:
+            properties: Include ``"properties"`` (when the message has any).
+        """
+        line: dict[str, Any] = {
             "message_id": self.message_id,
             "destination": self.destination,
             "timestamp": self.timestamp,
             "redelivered": self.redelivered,
             "transport": self.transport,
-            "data": self.data,
         }
+        if properties and self.properties:
+            line["properties"] = dict(self.properties)
+        line["data"] = self.data
+        return line
 
 
 def decode_body(body: bytes, max_bytes: int) -> dict[str, Any]:

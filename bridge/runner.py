@@ -28,7 +28,8 @@ from bridge.config import BridgeConfig
 from bridge.connection import open_transport
 from bridge.deadletter import DeadLetterFile
 from bridge.dedupe import IdSource, RecentIds, Seeder, window_size
-from bridge.errors import AuthenticationError, SinkError, TransportError, TransportUnavailableError
+from bridge.errors import (AuthenticationError, SinkError, SubscriptionError, TransportError,
+                           TransportUnavailableError)
 from bridge.event import Event
 from bridge.sinks import Sink, create_sink
 from bridge.stats import Stats
@@ -41,8 +42,8 @@ stats_log = logging.getLogger("bridge.stats")
 POLL_SECONDS = 0.5
 #: A condition that goes on (reconnecting, a failing sink) is logged again at most this often.
 REPEAT_LOG_SECONDS = 60.0
-#: Errors no retry can fix: refused credentials, no usable transport at all.
-FATAL = (AuthenticationError, TransportUnavailableError)
+#: Errors no retry can fix: refused credentials, no usable transport at all, a refused subscription.
+FATAL = (AuthenticationError, TransportUnavailableError, SubscriptionError)
 
 
 class _Stopped(Exception):
@@ -130,11 +131,15 @@ class Runner:
                 if transport is None:
                     break
                 try:
-                    destination = self.config.subscription.destination
+                    subscription = self.config.subscription
+                    destination = subscription.destination
                     self._retry("reading the sink's recent message ids", self.seeder.seed)
-                    transport.subscribe(destination)
-                    log.info("subscribed to %s as connection id %r via %s", destination,
-                             self.config.subscription.connection_id, transport.name)
+                    options = {key: value for key, value in (("selector", subscription.selector),
+                                                             ("durable_name", subscription.durable_name)) if value}
+                    transport.subscribe(destination, **options)  # a plain queue: the one-argument call
+                    log.info("subscribed to %s%s as connection id %r via %s", destination,
+                             f" (durable subscription {subscription.durable_name!r})" if subscription.durable else "",
+                             subscription.connection_id, transport.name)
                     self._last_event = time.monotonic()  # idle time counts from the subscription
                     self._loop(transport)
                     break

@@ -92,6 +92,10 @@ class BridgeConfig(Section):
             namespace = self.subscription.namespace
             if namespace is not None and not (namespace.isascii() and namespace.isalnum()):
                 raise problem("subscription.namespace", "must be alphanumeric (AtData profile)")
+        if self.workers > 1 and self.subscription.destination.kind == "topic":
+            raise problem("workers", "must be 1 for a topic: every subscriber of a topic gets every message, so N "
+                                     "workers would deliver each event N times (consume a queue, e.g. a virtual "
+                                     "topic's, to share the load)")
         if self.sink.max_attempts and self.dead_letter is None:
             raise problem("dead_letter", "is required when sink.max_attempts is set (a batch given up on is set "
                                          "aside there)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
-from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, WithJsonSchema, field_validator, model_validator
 
-from bridge.config.fields import Matching, Number, Secret, Section, Text, Whole, problem, whole
+from bridge.config.fields import Flag, Matching, Number, Secret, Section, Text, Whole, problem, whole
 
 _NAME = "[A-Za-z0-9_-]+"
 _ID = "[A-Za-z0-9][A-Za-z0-9_.:-]*"
@@ -73,6 +73,30 @@ class Subscription(Section):
                                 "balancing); different ones each get every event (mirroring).")
     destination: Optional[DestinationField] = Field(
         None, description="Instead of namespace + destination_id, for other ActiveMQ feeds: queue:NAME or topic:NAME.")
+    durable: Flag = Field(False, description=(
+        "topic:NAME only, default true there: consume through a durable subscription, so the broker keeps what "
+        "is published while the bridge is away (amq-bridge unsubscribe removes it); false: a plain one."))
+    subscription_name: Optional[Annotated[Text, Matching(_ID, lambda v: "may hold only letters, digits and . _ : - "
+                                                                        "and must start with a letter or digit")]] = \
+        Field(None, description="The durable subscription's name (with the connection id it identifies the "
+                                "subscription); none: the connection id.")
+    selector: Optional[Text] = Field(None, description=(
+        "A JMS message selector (e.g. kind = 'open' AND region = 'eu'): only matching messages are delivered; "
+        "checked before connecting, and by the broker when subscribing."))
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_syntax(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        from bridge.selector import SelectorSyntaxError, check
+
+        try:
+            check(value)
+        except SelectorSyntaxError as exc:
+            reason = str(exc)
+            raise problem("", reason if reason.startswith("is ") else f"not a valid JMS selector: {reason}") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -84,17 +108,39 @@ class Subscription(Section):
         if given["destination"]:
             if given["namespace"] or given["destination_id"]:
                 raise problem("destination", "give either destination or namespace + destination_id, not both")
+            if str(data["destination"]).startswith("topic:"):
+                return data if data.get("durable") is not None else {**data, "durable": True}
+            _topic_only(data)
             return data
+        _topic_only(data)
         if not given["namespace"]:
             raise problem("namespace", "is required (or give destination: queue:NAME / topic:NAME)")
         if not given["destination_id"]:
             raise problem("destination_id", "is required (the queue is <destination_id>.RTO.<namespace>)")
         return {**data, "destination": Destination("queue", f"{data['destination_id']}.RTO.{data['namespace']}")}
 
+    @model_validator(mode="after")
+    def _durable_name(self) -> "Subscription":
+        if self.subscription_name is not None and not self.durable:
+            raise problem("subscription_name", "names a durable subscription; durable is false")
+        return self
+
+    @property
+    def durable_name(self) -> str | None:
+        """The name of the durable subscription (with the connection id it identifies it), or None."""
+        return (self.subscription_name or self.connection_id) if self.durable else None
+
     @property
     def feed_topic(self) -> Destination | None:
         """The topic the feed is published to (``topic:RTO.<namespace>``), if AtData-style."""
         return Destination("topic", f"RTO.{self.namespace}") if self.namespace else None
+
+
+def _topic_only(data: dict[str, Any]) -> None:
+    """durable and subscription_name are for topics: a queue keeps its messages by itself."""
+    for key in ("durable", "subscription_name"):
+        if data.get(key) is not None:
+            raise problem(key, "applies to destination: topic:NAME only (a queue keeps its messages anyway)")
 
 
 class ReconnectConfig(Section):

@@ -48,6 +48,8 @@ _FSYNC = ("batch: fsync (sqlite: synchronous=FULL) before each acknowledgement, 
           "handed to the operating system, survives a crash of the process (true / false read as batch / never).")
 _MD5_INDEX = ("An index on md5, so a lookup by md5 is fast; it is most of the cost of a write (md5s are random keys: "
               "nearly every event dirties an index page of its own). false: none is made (one already there is kept).")
+_PROPERTIES = ("Write each event's message properties and standard JMS headers (a \"properties\" object in JSON "
+               "lines, a properties column in the stores) when it has any.")
 _ATTEMPTS = ("Writes of one batch before its undelivered events go to dead_letter (with the error as the reason) "
              "and are acknowledged; 0 retries forever (the feed waits for the sink).")
 
@@ -57,6 +59,7 @@ class StdoutSinkConfig(Section):
 
     type: Literal["stdout"] = Field("stdout", description="The sink: stdout, jsonl, sqlite, postgres or handler.")
     fsync: Fsync = Field("never", description=_FSYNC)
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -71,6 +74,7 @@ class JsonlSinkConfig(Section):
     rotate_seconds: Optional[Annotated[Number, Field(ge=1)]] = Field(None, description="Rotate when the file is older than this many "
                                              "seconds.")
     keep: Whole = Field(0, ge=0, description="Rotated files kept, the oldest removed first; 0 keeps all.")
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -83,6 +87,7 @@ class SqliteSinkConfig(Section):
     table: Table = Field("events", description="The table, created if missing.")
     md5_index: Flag = Field(True, description=_MD5_INDEX)
     fsync: Fsync = Field("never", description=_FSYNC)
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
@@ -95,6 +100,7 @@ class PostgresSinkConfig(Section):
                                          "PGPASSWORD or ~/.pgpass, not here.")
     table: Table = Field("events", description="The table, created if missing.")
     md5_index: Flag = Field(True, description=_MD5_INDEX)
+    include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 

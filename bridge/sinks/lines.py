@@ -37,6 +37,7 @@ from typing import IO, BinaryIO, Sequence
 
 from bridge.errors import SinkError
 from bridge.event import Event
+from bridge.properties import encode as _encode_properties
 from bridge.sinks.base import Sink
 from bridge.sinks.tail import tail_ids
 
@@ -54,19 +55,20 @@ def _quoted(text: str) -> bytes:
     return _encode(text).encode()
 
 
-def event_line(event: Event) -> bytes:
+def event_line(event: Event, properties: bool = True) -> bytes:
     """The JSON line written for an event: :meth:`Event.to_json`, UTF-8 (see :func:`event_lines`)."""
-    return event_lines((event,))
+    return event_lines((event,), properties)
 
 
-def event_lines(events: Sequence[Event]) -> bytes:
+def event_lines(events: Sequence[Event], properties: bool = True) -> bytes:
     """The JSON lines written for these events, one :meth:`Event.to_json` per line, UTF-8.
 
     ``data`` is the message body itself, as published, when it is one line (it decoded to a JSON
     object, so it is valid JSON as it stands); a body with a line break in it is encoded again.
     This runs for every event, so the common case is built with one bytes format: a message id
     that needs no JSON escaping is written as it is, and the destination and transport parts are
-    made once per batch.
+    made once per batch. ``"properties"`` comes before ``data`` when the message has any and
+    ``properties`` is true (``sink.include_properties``).
     """
     out: list[bytes] = []
     append = out.append
@@ -74,7 +76,7 @@ def event_lines(events: Sequence[Event]) -> bytes:
     for event in events:
         body = event.body
         if event.data is None or b"\n" in body or b"\r" in body:
-            append(_encode(event.to_json()).encode() + b"\n")
+            append(_encode(event.to_json(properties)).encode() + b"\n")
             continue
         message_id = event.message_id
         if message_id.isascii() and message_id.isprintable() and '"' not in message_id and "\\" not in message_id:
@@ -84,12 +86,14 @@ def event_lines(events: Sequence[Event]) -> bytes:
         key = (event.destination, event.transport)
         middle = parts.get(key)
         if middle is None:
-            middle = parts[key] = (b',"destination":' + _quoted(key[0]),
-                                   b',"transport":' + _quoted(key[1]) + b',"data":')
+            middle = parts[key] = (b',"destination":' + _quoted(key[0]), b',"transport":' + _quoted(key[1]))
         stamp = event.timestamp
-        append(b'{"message_id":"%b"%b,"timestamp":%b,"redelivered":%b%b%b}\n' % (
+        extra = b""
+        if properties and event.properties:  # rare: the common case pays one test
+            extra = b',"properties":' + _encode_properties(event.properties).encode()
+        append(b'{"message_id":"%b"%b,"timestamp":%b,"redelivered":%b%b%b,"data":%b}\n' % (
             quoted_id, middle[0], b"null" if stamp is None else b"%d" % stamp,
-            b"true" if event.redelivered else b"false", middle[1], body.strip(b" \t")))
+            b"true" if event.redelivered else b"false", middle[1], extra, body.strip(b" \t")))
     return b"".join(out)
 
 
@@ -118,7 +122,7 @@ class StdoutSink(Sink):
         if self.stream is None:
             raise SinkError("stdout sink is not open")
         try:
-            self.stream.write(event_lines(events).decode("utf-8"))
+            self.stream.write(event_lines(events, self.config.include_properties).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise SinkError(f"stdout sink cannot write: {exc}") from exc
 
@@ -229,7 +233,7 @@ class JsonlSink(Sink):
                 pass  # the same error again, from the buffered part
 
     def write(self, events: Sequence[Event]) -> None:
-        data = event_lines(events)
+        data = event_lines(events, self.config.include_properties)
         if self.stream is None:
             self._open()
         elif not self.dirty and self._due(len(data)):

@@ -4,8 +4,10 @@ Features:
     The table (``sink.table``, default ``events``) is created when missing, with the columns of
     the ``sqlite`` sink: ``message_id`` (primary key), ``received_at`` (timestamptz),
     ``broker_time`` (ms since the epoch), ``destination``, ``transport``, ``redelivered``
-    (boolean), ``md5`` (indexed, unless ``sink.md5_index: false``), ``label`` and ``payload``
-    (jsonb: the body as published). Each batch is one ``COPY`` into the table, one transaction;
+    (boolean), ``md5`` (indexed, unless ``sink.md5_index: false``), ``label``, ``payload``
+    (jsonb: the body as published) and ``properties`` (jsonb: the message's properties, NULL when
+    it has none or with ``sink.include_properties: false``; a table made before this column existed
+    gets it added when the sink connects). Each batch is one ``COPY`` into the table, one transaction;
     when that fails on the primary key (an event of the batch is stored already: a redelivery),
     the batch goes again in one transaction: ``COPY`` into a temporary table, then ``INSERT ...
     SELECT ... ON CONFLICT (message_id) DO NOTHING``, so a redelivered event is stored once. The
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from bridge.errors import ConfigError, SinkError
 from bridge.event import Event
+from bridge.properties import encode as encode_properties
 from bridge.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -65,12 +68,16 @@ CREATE TABLE IF NOT EXISTS {table} (
     redelivered  boolean NOT NULL,
     md5          text,
     label        text,
-    payload      jsonb NOT NULL
+    payload      jsonb NOT NULL,
+    properties   jsonb
 )
 """
-COLUMNS = "message_id, received_at, broker_time, destination, transport, redelivered, md5, label, payload"
+COLUMNS = ("message_id, received_at, broker_time, destination, transport, redelivered, md5, label, payload, "
+           "properties")
 #: Where a batch holding an event already stored goes first (one per connection, emptied at commit).
 BATCH_TABLE = "amq_bridge_batch"
+#: A table made before the ``properties`` column existed gets it.
+MIGRATE = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS properties jsonb"
 
 
 def safe_url(url: str) -> str:
@@ -123,7 +130,15 @@ def payload(event: Event) -> bytes:
     return body
 
 
-def copy_lines(events: Sequence[Event], received_at: datetime) -> bytes:
+def _properties(event: Event) -> bytes:
+    """The ``properties`` column of an event that has properties (jsonb refuses U+0000 too)."""
+    text = encode_properties(event.properties)
+    if "\\u0000" in text:
+        text = re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", text)
+    return _copy_text(text)
+
+
+def copy_lines(events: Sequence[Event], received_at: datetime, properties: bool = True) -> bytes:
     """The rows of these events in COPY's text format (the columns of :data:`COLUMNS`)."""
     stamp = received_at.isoformat().encode()
     out = []
@@ -136,10 +151,10 @@ def copy_lines(events: Sequence[Event], received_at: datetime) -> bytes:
         if middle is None:
             middle = parts[key] = b"%b\t%b" % (_copy_text(key[0]), _copy_text(key[1]))
         broker_time = event.timestamp
-        append(b"%b\t%b\t%b\t%b\t%b\t%b\t%b\t%b\n" % (
+        append(b"%b\t%b\t%b\t%b\t%b\t%b\t%b\t%b\t%b\n" % (
             _copy_text(event.message_id), stamp, b"\\N" if broker_time is None else b"%d" % broker_time, middle,
             b"t" if event.redelivered else b"f", _column(data.get("md5")), _column(data.get("label")),
-            payload(event)))
+            payload(event), _properties(event) if properties and event.properties else b"\\N"))
     return b"".join(out)
 
 
@@ -192,6 +207,7 @@ class PostgresSink(Sink):
                 # several workers may start at once: one creates the table, the others wait
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"amq-bridge:{self.config.table}",))
                 conn.execute(SCHEMA.format(table=self.config.table))
+                conn.execute(MIGRATE.format(table=self.config.table))
                 if self.config.md5_index:
                     conn.execute(f"CREATE INDEX IF NOT EXISTS {self.config.table}_md5 ON {self.config.table} (md5)")
         except psycopg.Error as exc:
@@ -209,7 +225,7 @@ class PostgresSink(Sink):
 
     def write(self, events: Sequence[Event]) -> None:
         if events:
-            self.pending.append(copy_lines(events, datetime.now(timezone.utc)))
+            self.pending.append(copy_lines(events, datetime.now(timezone.utc), self.config.include_properties))
 
     def flush(self) -> None:
         chunks, self.pending = self.pending, []  # a failed batch is written again by the retry

@@ -18,6 +18,10 @@ write path: SQLite's automatic checkpoint, which runs inside a commit, is turned
 of the sink with its own connection runs a PASSIVE checkpoint (it never blocks a writer or a
 reader) at most every ``CHECKPOINT_SECONDS`` while commits come, and not at all while idle.
 
+The ``properties`` column holds the message's properties as JSON (NULL when it has none, or
+with ``sink.include_properties: false``); a table made before that column existed gets it added
+when the sink opens.
+
 Several worker processes may share one database file: a writer waits up to ``BUSY_TIMEOUT_MS``
 for another's transaction to end. A batch that fails (the database is locked for longer, the disk
 is full) is rolled back and raised as a :class:`SinkError`; the runner writes it again later, on a
@@ -34,6 +38,7 @@ from typing import Sequence
 
 from bridge.errors import SinkError
 from bridge.event import Event
+from bridge.properties import encode as encode_properties
 from bridge.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -55,15 +60,17 @@ CREATE TABLE IF NOT EXISTS {table} (
     redelivered  INTEGER NOT NULL,
     md5          TEXT,
     label        TEXT,
-    payload      TEXT NOT NULL
+    payload      TEXT NOT NULL,
+    properties   TEXT
 )
 """
 INSERT = ("INSERT OR IGNORE INTO {table} (message_id, received_at, broker_time, destination, transport, "
-          "redelivered, md5, label, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          "redelivered, md5, label, payload, properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def event_row(event: Event, received_at: float) -> tuple[object, ...]:
-    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present.
+def event_row(event: Event, received_at: float, properties: bool = True) -> tuple[object, ...]:
+    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present;
+    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false).
 
     The payload is the body as published: it decoded to a JSON object, so it is UTF-8 JSON.
     """
@@ -71,7 +78,15 @@ def event_row(event: Event, received_at: float) -> tuple[object, ...]:
     md5, label = data.get("md5"), data.get("label")
     return (event.message_id, received_at, event.timestamp, event.destination, event.transport,
             int(event.redelivered), md5 if type(md5) is str else None,
-            label if type(label) is str else None, event.body.decode("utf-8"))
+            label if type(label) is str else None, event.body.decode("utf-8"),
+            encode_properties(event.properties) if properties and event.properties else None)
+
+
+def _add_missing_columns(db: sqlite3.Connection, table: str) -> None:
+    """Bring a table made by an earlier version up to date: ``properties`` came later."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if "properties" not in columns:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN properties TEXT")
 
 
 class Checkpointer:
@@ -152,6 +167,7 @@ class SqliteSink(Sink):
             db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it, off the write path
             db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.execute(SCHEMA.format(table=table))
+            _add_missing_columns(db, table)
             if self.config.md5_index:
                 db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
             elif db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
@@ -166,8 +182,8 @@ class SqliteSink(Sink):
             self.checkpointer = Checkpointer(str(path), CHECKPOINT_SECONDS)
 
     def write(self, events: Sequence[Event]) -> None:
-        now = time.time()
-        self.pending.extend([event_row(event, now) for event in events])
+        now, properties = time.time(), self.config.include_properties
+        self.pending.extend([event_row(event, now, properties) for event in events])
 
     def flush(self) -> None:
         rows, self.pending = self.pending, []  # a failed batch is written again by the retry

@@ -3,7 +3,7 @@
 A transport owns one connection. The runner drives it::
 
     transport.connect(timeout)            # raises a TransportError subclass on failure
-    transport.subscribe(destination)
+    transport.subscribe(destination, selector=..., durable_name=...)   # queue, topic, durable topic
     events = transport.receive(max_events, timeout)   # [] when nothing arrived in time
     transport.ack(event)                  # only after the sink made the event durable
     transport.close()
@@ -58,8 +58,19 @@ class Transport(abc.ABC):
         """Connect and authenticate with the configured connection id, within ``timeout`` seconds."""
 
     @abc.abstractmethod
-    def subscribe(self, destination: "Destination") -> None:
-        """Start consuming ``destination`` with individual (per-message) acknowledgement."""
+    def subscribe(self, destination: "Destination", *, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """Start consuming ``destination`` with individual (per-message) acknowledgement.
+
+        Args:
+            selector: A JMS message selector; only matching messages are delivered.
+            durable_name: For a topic: consume through the durable subscription of this name
+                (created if missing) of the connection id, which keeps what is published while
+                nobody consumes it.
+
+        Raises:
+            SubscriptionError: The broker refused the subscription (an invalid selector).
+        """
 
     @abc.abstractmethod
     def receive(self, max_events: int, timeout: float) -> Sequence["Event"]:
@@ -77,6 +88,16 @@ class Transport(abc.ABC):
         """
         for event in events:
             self.ack(event)
+
+    def unsubscribe(self, name: str) -> None:
+        """Remove the durable subscription ``name`` of this connection's connection id.
+
+        Call it on a connected transport that consumes nothing.
+
+        Raises:
+            SubscriptionError: No such subscription exists, or it is in use.
+        """
+        raise NotImplementedError(f"{self.name} cannot remove durable subscriptions")
 
     @abc.abstractmethod
     def send(self, destination: "Destination", body: bytes, *, persistent: bool = False) -> None:

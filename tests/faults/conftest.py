@@ -18,7 +18,7 @@ from tests.faults.harness import FaultBroker, Processes
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "faults: fault injection against real brokers (kill -9, broker restart, network stall, "
-                   "sink errors, bad messages, duplicate connection id, slow sink backlog)")
+                   "sink errors, bad messages, duplicate connection id, slow sink backlog, durable topic)")
 
 
 @pytest.fixture

@@ -17,14 +17,11 @@ pytestmark = pytest.mark.broker
 N = 200
 
 
-@pytest.mark.parametrize("mode,transport", [("open", "openwire"), ("run", "openwire"), ("open", "stomp")])
-def test_library_in_a_process_with_its_own_jvm(broker: Broker, tmp_path: Path, namespace: str, mode: str,
-                                               transport: str) -> None:
-    config = write_config(tmp_path / "lib.yaml", broker=broker, transport=transport, namespace=namespace)
-    err = tmp_path / "child.stderr"
+def run_until_done(argv: list[str], err: Path, config: Path) -> bytes:
+    """Start a consumer program, publish N events once it subscribed, and return its stdout;
+    its stderr goes to ``err``; it must exit 0."""
     with open(err, "wb") as stderr:
-        child = subprocess.Popen([sys.executable, str(ROOT / "tests/integration/library_child.py"), str(config),
-                                  mode, str(N)], stdout=subprocess.PIPE, stderr=stderr, env=child_env(), cwd=ROOT)
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=child_env(), cwd=ROOT)
     try:
         deadline = time.monotonic() + 60
         while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
@@ -37,6 +34,16 @@ def test_library_in_a_process_with_its_own_jvm(broker: Broker, tmp_path: Path, n
             child.kill()
             child.wait()
     assert child.returncode == 0, err.read_text()
+    return out
+
+
+@pytest.mark.parametrize("mode,transport", [("open", "openwire"), ("run", "openwire"), ("open", "stomp")])
+def test_library_in_a_process_with_its_own_jvm(broker: Broker, tmp_path: Path, namespace: str, mode: str,
+                                               transport: str) -> None:
+    config = write_config(tmp_path / "lib.yaml", broker=broker, transport=transport, namespace=namespace)
+    err = tmp_path / "child.stderr"
+    child = str(ROOT / "tests/integration/library_child.py")
+    out = run_until_done([sys.executable, child, str(config), mode, str(N)], err, config)
     result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["seen"] == [sample_event(i) for i in range(N)]
     assert result["same_jvm"] and result["jvm_running"]
@@ -46,22 +53,8 @@ def test_embedding_example_runs_and_acks(broker: Broker, tmp_path: Path, namespa
     """examples/embed.py, as documented in README, handles every event once and acks it."""
     config = write_config(tmp_path / "embed.yaml", broker=broker, transport="stomp", namespace=namespace)
     err = tmp_path / "embed.stderr"
-    with open(err, "wb") as stderr:
-        child = subprocess.Popen([sys.executable, str(ROOT / "examples/embed.py"), "-c", str(config),
-                                  "--count", str(N)], stdout=subprocess.PIPE, stderr=stderr,
-                                 env=child_env(), cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
-            assert child.poll() is None, err.read_text()
-            time.sleep(0.05)
-        publish(config, N)
-        out, _ = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err.read_text()
+    example = str(ROOT / "examples/embed.py")
+    out = run_until_done([sys.executable, example, "-c", str(config), "--count", str(N)], err, config)
     md5s = [line.split()[0] for line in out.decode().splitlines()]
     assert md5s == [sample_event(i)["md5"] for i in range(N)]
     assert f"{N} events handled" in err.read_text()
@@ -133,21 +126,7 @@ def test_asyncio_example_runs_and_acks(broker: Broker, tmp_path: Path, namespace
     config = write_config(tmp_path / "aembed.yaml", broker=broker, transport=transport, namespace=namespace)
     example = str(ROOT / "examples/embed_async.py")
     err = tmp_path / "aembed.stderr"
-    with open(err, "wb") as stderr:
-        child = subprocess.Popen([sys.executable, example, "-c", str(config), "--count", str(N)],
-                                 stdout=subprocess.PIPE, stderr=stderr, env=child_env(), cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while "subscribed to" not in err.read_text() and time.monotonic() < deadline:
-            assert child.poll() is None, err.read_text()
-            time.sleep(0.05)
-        publish(config, N)
-        out, _ = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err.read_text()
+    out = run_until_done([sys.executable, example, "-c", str(config), "--count", str(N)], err, config)
     assert [line.split()[0] for line in out.decode().splitlines()] == [sample_event(i)["md5"] for i in range(N)]
     assert f"{N} events handled" in err.read_text()
     again = subprocess.run([sys.executable, example, "-c", str(config), "--idle-timeout", "1"],

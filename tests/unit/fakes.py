@@ -26,7 +26,7 @@ class MemoryTransport(Transport):
     def connect(self, timeout: float) -> None:
         self.hooks.on_connected(self.name, "memory://")
 
-    def subscribe(self, destination) -> None:
+    def subscribe(self, destination, *, selector=None, durable_name=None) -> None:
         self.destination = str(destination)
 
     def receive(self, max_events: int, timeout: float) -> list[Event]:

@@ -52,7 +52,7 @@ def test_effective_config_is_what_a_user_would_write(tmp_path: Path) -> None:
     assert "openwire" not in shown and "tls" not in shown["stomp"]
     assert shown["stomp"]["hosts"] == ["b1:61613", "[::1]:61614"]
     assert shown["subscription"] == {"connection_id": "acme-1", "namespace": "acme", "destination_id": "7"}
-    assert set(shown["sink"]) == {"type", "path", "fsync", "keep", "max_attempts"}  # the jsonl sink's keys
+    assert set(shown["sink"]) == {"type", "path", "fsync", "keep", "include_properties", "max_attempts"}  # the jsonl sink's keys
     assert not {"source", "inline_secrets", "transport_order"} & set(shown)
     shown["credentials"]["password"] = PASSWORD
     written_back = parse_config(shown, env={})  # the same configuration, but for the section left out
@@ -69,7 +69,7 @@ def test_effective_config_shows_tls_of_a_transport_tried() -> None:
     assert shown["openwire"]["tls"]["enabled"] and shown["stomp"]["tls"]["insecure"]
     assert shown["stomp"]["tls"]["key_password"] == "***"
     assert shown["sink"] == {"type": "postgres", "url": "postgresql://u:***@h/db", "table": "events",
-                             "md5_index": True, "max_attempts": 0}
+                             "md5_index": True, "include_properties": True, "max_attempts": 0}
     assert shown["subscription"] == {"connection_id": "c", "destination": "queue:q"}
 
 

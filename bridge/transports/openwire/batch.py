@@ -15,10 +15,12 @@ from typing import Any, Sequence
 
 from bridge.errors import MessageError
 from bridge.event import Event, decode_body
+from bridge.properties import decode as decode_properties
 
 log = logging.getLogger(__name__)
 
 CLASS = "org.amqbridge.BatchReceiver"
+VERSION = 2  # BatchReceiver.VERSION: the layout of its Batch this module reads
 _NO_HEADERS: dict[str, str] = {}  # shared by the events without properties: never changed
 # Kinds of message, as in BatchReceiver.java.
 TEXT, BYTES, OBJECT, OTHER, BAD_TEXT = range(5)
@@ -29,11 +31,17 @@ def _receiver_class() -> Any:
     import jpype
 
     try:
-        return jpype.JClass(CLASS)
+        cls = jpype.JClass(CLASS)
     except Exception as exc:  # not on the classpath
         log.debug("OpenWire helper %s not loadable (%s); receiving with one JPype call per message field "
                   "(scripts/setup builds jars/amq-bridge-helper.jar)", CLASS, exc)
         return None
+    version = int(getattr(cls, "VERSION", 1))
+    if version != VERSION:
+        log.warning("OpenWire helper jars/amq-bridge-helper.jar is version %d, this bridge reads version %d: "
+                    "receiving without it (slower); run scripts/setup to rebuild it", version, VERSION)
+        return None
+    return cls
 
 
 def available() -> bool:
@@ -84,10 +92,9 @@ class BatchReceiver:
         properties: list[Any] = [None] * count
         if java_properties is not None:  # rare: one message with properties makes the whole batch pay
             for i in range(count):
-                pairs = java_properties[i]
-                if pairs is not None:
-                    values = [str(value) for value in pairs]
-                    properties[i] = dict(zip(values[0::2], values[1::2]))
+                text = java_properties[i]
+                if text is not None:
+                    properties[i] = decode_properties(str(text))
         names = batch.kindNames
         events: list[Event] = []
         append, decode = events.append, decode_body
@@ -110,8 +117,9 @@ class BatchReceiver:
             else:
                 body, problem = b"", f"unsupported JMS {names[i]}: only text and bytes messages carry events"
             # Positional, in Event's field order: this runs once per message.
+            props = properties[i] or _NO_HEADERS
             append(Event(body, data, message_id, destination, stamps[i] or None, redelivered[i], transport,
-                         properties[i] or _NO_HEADERS, problem, first_tag + i))
+                         props, props, problem, first_tag + i))
         return events
 
     def ack_all(self, tags: Sequence[int]) -> None:

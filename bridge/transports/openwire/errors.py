@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge import jvm
-from bridge.errors import AuthenticationError, ClientIdInUseError, ConnectError, ConnectionLostError, TransportError
+from bridge.errors import (AuthenticationError, ClientIdInUseError, ConnectError, ConnectionLostError,
+                           SubscriptionError, TransportError)
 from bridge.transports.openwire.java import classes
 from bridge.transports.openwire.tlsprobe import tls_cause
 from bridge.transports.openwire.url import uses_tls
@@ -35,6 +36,27 @@ def runtime_error(what: str, exc: Any, lost: str | None, config: "BridgeConfig")
     if lost is not None or any(isinstance(link, classes().Lost) for link in jvm.causes(exc)):
         return ConnectionLostError(f"{what}: connection lost ({lost or cause})")
     return TransportError(f"{what}: {cause}")
+
+
+def subscribe_error(what: str, exc: Any, selector: str | None, lost: str | None,
+                    config: "BridgeConfig") -> TransportError:
+    """The error a failed createConsumer / createDurableSubscriber raises: a refused selector (the
+    ActiveMQ client parses it) stops the run, naming the key and ActiveMQ's reason."""
+    chain = jvm.causes(exc)
+    if any(isinstance(link, classes().InvalidSelector) for link in chain):
+        reason = " ".join(str(chain[-1].getMessage() or jvm.describe(exc)).split())  # the deepest cause says why
+        return SubscriptionError(f"{config.source}: subscription.selector: ActiveMQ refused {selector!r}: {reason}")
+    return runtime_error(what, exc, lost, config)
+
+
+def unsubscribe_error(who: str, exc: Any, lost: str | None, config: "BridgeConfig") -> TransportError:
+    """The error a failed ``session.unsubscribe`` raises: the subscription does not exist, or is in use."""
+    cause = redact(jvm.describe(exc), config)
+    if any(isinstance(link, classes().InvalidDestination) for link in jvm.causes(exc)):
+        return SubscriptionError(f"no {who} on the broker (nothing to remove): {cause}")
+    if "in use" in cause.lower():
+        return SubscriptionError(f"{who} is in use by a running consumer: {cause}")
+    return runtime_error(f"cannot remove {who}", exc, lost, config)
 
 
 def redact(text: str, config: "BridgeConfig") -> str:

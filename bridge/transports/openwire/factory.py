@@ -58,7 +58,10 @@ def tune(factory: Any, config: "BridgeConfig", ms: int) -> None:
     if config.credentials.username:
         factory.setUserName(config.credentials.username)
         factory.setPassword(config.credentials.password)
-    factory.getPrefetchPolicy().setQueuePrefetch(config.openwire.prefetch)
+    prefetch = factory.getPrefetchPolicy()
+    prefetch.setQueuePrefetch(config.openwire.prefetch)
+    prefetch.setTopicPrefetch(config.openwire.prefetch)  # a topic's default is 32767: memory unbounded
+    prefetch.setDurableTopicPrefetch(config.openwire.prefetch)
     factory.setWatchTopicAdvisories(False)  # no temporary destinations: one consumer less
     # ObjectMessages are refused unread; should anything call getObject() anyway, no class
     # may be deserialized (ActiveMQ's own default list is set empty too).

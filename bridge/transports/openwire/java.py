@@ -75,6 +75,8 @@ def classes() -> types.SimpleNamespace:
         UTF_8=JClass("java.nio.charset.StandardCharsets").UTF_8, IOError=JClass("java.io.IOException"),
         JMSSecurity=JClass("javax.jms.JMSSecurityException"), Security=JClass("java.lang.SecurityException"),
         InvalidClientID=JClass("javax.jms.InvalidClientIDException"),
+        InvalidSelector=JClass("javax.jms.InvalidSelectorException"),
+        InvalidDestination=JClass("javax.jms.InvalidDestinationException"),
         kinds=[(name, JClass(f"javax.jms.{name}")) for name in
                ("TextMessage", "BytesMessage", "ObjectMessage", "MapMessage", "StreamMessage")])
     # After these, an operation on an established connection means the connection is gone.

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from bridge.errors import ConnectionLostError, TransportError
 from bridge.event import Event, make_event
 from bridge.transports.openwire import batch
-from bridge.transports.openwire.errors import runtime_error
+from bridge.transports.openwire.errors import runtime_error, subscribe_error
+from bridge.transports.openwire.properties import message_properties
 from bridge.transports.openwire.java import classes, jms_destination
 
 if TYPE_CHECKING:
@@ -38,13 +39,22 @@ class Receiver:
         self._next_tag = 0
         self._kinds: dict[type, str] = {}  # JPype class of a message -> text, bytes, ...
 
-    def subscribe(self, session: Any, destination: "Destination", *, cumulative: bool) -> None:
-        """Create the consumer of ``destination`` on ``session`` (and the helper, if it is there)."""
+    def subscribe(self, session: Any, destination: "Destination", *, cumulative: bool, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """Create the consumer of ``destination`` on ``session`` (and the helper, if it is there):
+        a durable subscriber for a topic with ``durable_name``, with ``selector`` when given."""
         try:
-            self.consumer = session.createConsumer(jms_destination(session, destination))
+            target = jms_destination(session, destination)
+            if durable_name is not None and destination.kind == "topic":
+                self.consumer = session.createDurableSubscriber(target, durable_name, selector, False)
+            elif selector is not None:
+                self.consumer = session.createConsumer(target, selector)
+            else:  # (destination, None) would be ambiguous to JPype: (String) or (MessageListener)
+                self.consumer = session.createConsumer(target)
             self._batch = batch.load(self.consumer, cumulative=cumulative)
         except classes().JException as exc:
-            raise self._error(f"cannot consume {destination}", exc) from exc
+            state = self._state
+            raise subscribe_error(f"cannot consume {destination}", exc, selector, state.lost, state.config) from exc
         self.destination = str(destination)
 
     def reset(self) -> None:
@@ -150,8 +160,9 @@ class Receiver:
             message_id=str(message.getJMSMessageID()), destination=self.destination,
             timestamp=int(stamp) or None, redelivered=bool(message.getJMSRedelivered()),
             transport=self.name, delivery_tag=self._next_tag)
-        if message.getMarshalledProperties() is not None:  # one cheap call when there are none
-            fields["headers"] = {str(key): str(value) for key, value in message.getProperties().items()}
+        props = message_properties(message)
+        if props:
+            fields["headers"] = fields["properties"] = props
         if kind == "TextMessage":
             text = message.getText()
             try:

@@ -22,6 +22,12 @@ Features
 * Text and bytes messages are decoded; object messages are refused, never deserialized; map,
   stream and bare messages become events with ``problem`` set.
 * The connection id is the JMS client id; a second connection with the same id is refused.
+* Topics: a durable subscriber (``createDurableSubscriber``, named by ``durable_name``) keeps what
+  is published while no bridge runs; ``unsubscribe()`` removes it. A selector is parsed by the
+  ActiveMQ client itself: a refused one is a ``SubscriptionError`` with ActiveMQ's reason.
+* Properties: the message's application properties and standard headers, as JSON values
+  (:mod:`bridge.properties`): read in Java by the helper (jars/src ``Properties.java``), else by
+  :mod:`bridge.transports.openwire.properties`.
 * Connections left open are closed at interpreter exit, so the broker frees their ids at once.
 * TLS (``ssl://`` URLs): trust and identity from ``openwire.tls`` (see :mod:`bridge.tls`), host
   name verified unless ``verify_hostname: false``; a handshake failure is a ``ConnectError``
@@ -39,10 +45,11 @@ Connection String
 
 Options
 =======
-``openwire.urls``, ``openwire.prefetch`` (queue prefetch), ``openwire.heartbeat_ms``,
+``openwire.urls``, ``openwire.prefetch`` (queue and topic prefetch), ``openwire.heartbeat_ms``,
 ``openwire.jars_dir``, ``openwire.classpath``, ``openwire.tls.*``, ``openwire.connection_factory``,
 ``connect_timeout``, ``reconnect.*``,
-``credentials`` (empty username: none sent), ``subscription.connection_id``, ``max_message_bytes``.
+``credentials`` (empty username: none sent), ``subscription.connection_id``, ``max_message_bytes``;
+``subscription.selector``, ``.durable``, ``.subscription_name`` through the runner.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from bridge.errors import TransportError
 from bridge.event import Event
 from bridge.transports.base import Hooks, Transport
 from bridge.transports.openwire import connection
+from bridge.transports.openwire.errors import unsubscribe_error
 from bridge.transports.openwire.java import classes
 from bridge.transports.openwire.receive import Receiver
 from bridge.transports.openwire.send import Sender
@@ -120,15 +128,37 @@ class OpenWireTransport(Transport):
         log.debug("connected to %s as %s", endpoint, cfg.subscription.connection_id)
         state.sync()
 
-    def subscribe(self, destination: Destination) -> None:
-        """Start consuming ``destination`` (one per connection) with individual acknowledgement."""
+    def subscribe(self, destination: Destination, *, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """Start consuming ``destination`` (one per connection) with individual acknowledgement:
+        a topic through the durable subscription ``durable_name`` when given, only the messages
+        matching ``selector`` when given.
+
+        Raises:
+            SubscriptionError: ActiveMQ refused the selector (its parser runs in the client).
+        """
         self._state.check()
         receiver = self._receiver
         if receiver.consumer is not None:
             if receiver.destination == str(destination):
                 return
             raise TransportError(f"already consuming {receiver.destination}; one destination per connection")
-        receiver.subscribe(self._state.session, destination, cumulative=self._cumulative)
+        receiver.subscribe(self._state.session, destination, cumulative=self._cumulative, selector=selector,
+                           durable_name=durable_name)
+
+    def unsubscribe(self, name: str) -> None:
+        """Remove the durable subscription ``name`` of this connection's client id.
+
+        Raises:
+            SubscriptionError: It does not exist, or a consumer uses it.
+        """
+        state = self._state
+        state.check()
+        who = f"durable subscription {name!r} of connection id {self.config.subscription.connection_id!r}"
+        try:
+            state.session.unsubscribe(name)
+        except classes().JException as exc:
+            raise unsubscribe_error(who, exc, state.lost, self.config) from exc
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
         """Wait up to ``timeout`` seconds for a first message, then take up to ``max_events`` ready ones.

@@ -43,7 +43,7 @@ class Link(stomp.ConnectionListener):
         self.lost_reason: str | None = None
         self.subscriptions: dict[str, str] = {}  # subscription id -> "queue:NAME"
         self.receipts: dict[str, threading.Event] = {}
-        self.receipt_errors: dict[str, str] = {}
+        self.receipt_errors: dict[str, tuple[str, str]] = {}  # receipt -> (first line, whole body)
         self.read_error: OSError | None = None  # why the socket's last read failed (a TLS alert...)
         self._lock = threading.Lock()
         self._note_read_errors(conn.transport)
@@ -77,7 +77,7 @@ class Link(stomp.ConnectionListener):
         summary = text.splitlines()[0] if text else "ERROR frame without a message"
         receipt = frame.headers.get("receipt-id")
         if receipt in self.receipts:
-            self.receipt_errors[receipt] = summary
+            self.receipt_errors[receipt] = (summary, body)
             self.receipts[receipt].set()
         elif not self.up:
             self.refusal = (summary, f"{text}\n{body}".lower())

@@ -8,8 +8,14 @@ Features
   no acknowledgement can ever cover an event the runner has not written (see :meth:`ack_many`);
   a batch's ``ACK`` frames leave in one write. Never ``NACK`` (ActiveMQ sends a NACKed message
   straight to the dead-letter queue). Prefetch per subscription; bodies stay bytes.
-* Driver errors become ``ConnectError``, ``AuthenticationError``, ``ClientIdInUseError`` or
+* Driver errors become ``ConnectError``, ``AuthenticationError``, ``ClientIdInUseError``,
+  ``SubscriptionError`` (a refused SUBSCRIBE, e.g. its selector, or UNSUBSCRIBE) or
   ``ConnectionLostError``.
+* Topics: a durable subscription with ``activemq.subscriptionName`` on SUBSCRIBE (and the
+  CONNECT's ``client-id``); ``unsubscribe()`` removes it (UNSUBSCRIBE with that header).
+  ``selector`` on SUBSCRIBE; ActiveMQ parses it and compares string properties with numbers.
+* Properties: ActiveMQ's MESSAGE headers typed back into :mod:`bridge.properties`' model (the
+  same names and values as OpenWire gives, within what STOMP's text headers allow).
 * TLS with ``stomp.tls`` (see :mod:`bridge.tls`); no automatic reconnection (the runner
   reconnects), no transactions.
 
@@ -35,14 +41,16 @@ import itertools
 import logging
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from stomp.exception import StompException
 
 from bridge.errors import ConnectError, ConnectionLostError, TransportError
 from bridge.event import Event, make_event
+from bridge.properties import from_stomp, stomp_has_properties as has_properties
 from bridge.transports.base import Hooks, Transport
 from bridge.transports.stomp.connect import open_link
+from bridge.transports.stomp.errors import Refused, subscription_refused, unsubscribe_refused
 from bridge.transports.stomp.frames import ack_frame, path, shown, write
 from bridge.transports.stomp.link import LOST, Link
 
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 
 #: Every this many SENDs, one asks for a receipt and waits for it.
 RECEIPT_EVERY = 1000
+_NO_PROPERTIES: dict[str, Any] = {}  # shared by the events without properties: never changed
 
 
 class StompTransport(Transport):
@@ -99,21 +108,49 @@ class StompTransport(Transport):
                 return
         raise ConnectError(f"cannot connect over STOMP within {timeout:g}s: " + "; ".join(failures)) from cause
 
-    def subscribe(self, destination: "Destination") -> None:
-        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt.
+    def subscribe(self, destination: "Destination", *, selector: str | None = None,
+                  durable_name: str | None = None) -> None:
+        """SUBSCRIBE with ``client-individual`` acks and wait for the broker's receipt; a topic with
+        ``durable_name`` through that durable subscription (``activemq.subscriptionName``, with the
+        CONNECT's ``client-id``), only messages matching ``selector`` when given.
 
         Raises:
-            TransportError: The broker refused (or did not confirm) the subscription.
+            SubscriptionError: The broker refused the subscription (an invalid selector).
+            TransportError: The broker did not confirm the subscription.
             ConnectionLostError: The connection is gone.
         """
         link = self._current(live=True)
         sub_id = f"sub-{len(link.subscriptions) + 1}"
         link.subscriptions[sub_id] = str(destination)
         headers = {"activemq.prefetchSize": str(self.config.stomp.prefetch)}
-        self._confirmed(link, sub_id, f"subscribe {destination}",
-                        lambda h: link.conn.subscribe(path(destination), sub_id, ack="client-individual",
-                                                      headers={**headers, **h}),
-                        self.config.connect_timeout)
+        if selector is not None:
+            headers["selector"] = selector
+        if durable_name is not None and destination.kind == "topic":
+            headers["activemq.subscriptionName"] = durable_name
+        try:
+            self._confirmed(link, sub_id, f"subscribe {destination}",
+                            lambda h: link.conn.subscribe(path(destination), sub_id, ack="client-individual",
+                                                          headers={**headers, **h}),
+                            self.config.connect_timeout)
+        except Refused as exc:
+            raise subscription_refused(exc, str(destination), selector, self.config.source) from None
+
+    def unsubscribe(self, name: str) -> None:
+        """UNSUBSCRIBE the durable subscription ``name`` of this connection's client id and wait
+        for the broker's receipt.
+
+        Raises:
+            SubscriptionError: It does not exist, or a consumer uses it.
+        """
+        link = self._current(live=True)
+        who = f"durable subscription {name!r} of connection id {self.config.subscription.connection_id!r}"
+        try:
+            self._confirmed(link, f"unsubscribe-{name}", f"remove {who}",
+                            lambda h: link.conn.unsubscribe(f"durable-{name}",
+                                                            headers={"activemq.subscriptionName": name, **h}),
+                            self.config.connect_timeout)
+        except Refused as exc:
+            raise unsubscribe_refused(exc, who) from None
 
     def receive(self, max_events: int, timeout: float) -> Sequence[Event]:
         """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events`` ready ones.
@@ -149,6 +186,7 @@ class StompTransport(Transport):
                 body, max_bytes, message_id=headers.get("message-id", ""), destination=subs.get(sub, ""),
                 timestamp=int(stamp) if stamp.isdigit() else None,
                 redelivered=headers.get("redelivered") == "true", transport="stomp", headers=headers,
+                properties=from_stomp(headers) if has_properties(headers) else _NO_PROPERTIES,
                 delivery_tag=tag))
         if not events and link.lost_reason:
             raise ConnectionLostError(link.lost_reason)
@@ -245,7 +283,7 @@ class StompTransport(Transport):
         finally:
             del link.receipts[rid]
         if rid in link.receipt_errors:
-            raise TransportError(f"{what}: the broker said: {link.receipt_errors.pop(rid)}")
+            raise Refused(what, *link.receipt_errors.pop(rid))
         if link.lost_reason:
             raise ConnectionLostError(f"{what}: {link.lost_reason}")
 

@@ -4,7 +4,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 
 import javax.jms.BytesMessage;
 import javax.jms.JMSException;
@@ -25,6 +24,8 @@ import javax.jms.TextMessage;
 public final class BatchReceiver {
     /** Kinds of message, in {@link Batch#kinds}. */
     public static final int TEXT = 0, BYTES = 1, OBJECT = 2, OTHER = 3, BAD_TEXT = 4;
+    /** The layout of {@link Batch}; the Python side refuses a jar of another version. */
+    public static final int VERSION = 2;
 
     private final MessageConsumer consumer;
     private final boolean cumulative;
@@ -64,8 +65,9 @@ public final class BatchReceiver {
          *  others; message i ends at {@code bodyEnds[i]}. */
         public byte[] bodies;
         public int[] bodyEnds;
-        /** Null when no message has properties; else per message null or {name, value, ...}. */
-        public String[][] properties;
+        /** Null when no message has properties; else per message null or its properties as a
+         *  JSON object (see {@link Properties}). */
+        public String[] properties;
         /** Null when no message is OTHER; else per message null or the JMS interface's name. */
         public String[] kindNames;
     }
@@ -131,10 +133,10 @@ public final class BatchReceiver {
             bodies[i] = body;
             total += body.length;
             batch.bodyEnds[i] = total;
-            String[] properties = properties(message);
+            String properties = Properties.json(message);
             if (properties != null) {
                 if (batch.properties == null) {
-                    batch.properties = new String[n][];
+                    batch.properties = new String[n];
                 }
                 batch.properties[i] = properties;
             }
@@ -217,32 +219,6 @@ public final class BatchReceiver {
     /** How many messages are held for acknowledgement. */
     public int pending() {
         return unacked.size();
-    }
-
-    private static String[] properties(Message message) throws JMSException {
-        if (!(message instanceof org.apache.activemq.command.Message)) {
-            return null;  // not from the ActiveMQ client: never the case here
-        }
-        org.apache.activemq.command.Message amq = (org.apache.activemq.command.Message) message;
-        if (amq.getMarshalledProperties() == null) {
-            return null;  // cheap: no properties were sent with it
-        }
-        Map<String, Object> properties;
-        try {
-            properties = amq.getProperties();
-        } catch (java.io.IOException exc) {
-            throw (JMSException) new JMSException("cannot read the message's properties: " + exc).initCause(exc);
-        }
-        if (properties.isEmpty()) {
-            return null;
-        }
-        String[] pairs = new String[properties.size() * 2];
-        int i = 0;
-        for (Map.Entry<String, Object> entry : properties.entrySet()) {
-            pairs[i++] = entry.getKey();
-            pairs[i++] = String.valueOf(entry.getValue());
-        }
-        return pairs;
     }
 
     private static boolean hasUnpairedSurrogate(String text) {
