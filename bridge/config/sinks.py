@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, PlainSerializer, Tag
 
-from bridge.config.fields import ConfigPath, Flag, Matching, Number, SchemaChange, SecretField, Section, Whole, choice, whole
+from bridge.config.fields import (ConfigPath, Flag, Matching, Number, SchemaChange, SecretField, Section, Whole, choice,
+                                  whole)
 
 SINK_TYPES = ("stdout", "jsonl", "sqlite", "postgres", "handler")
 FSYNC_POLICIES = ("never", "batch")
@@ -45,6 +46,8 @@ PostgresUrl = Annotated[str, SecretField(inline_if=lambda url: bool(url_password
 
 _FSYNC = ("batch: fsync (sqlite: synchronous=FULL) before each acknowledgement, survives power loss; never: "
           "handed to the operating system, survives a crash of the process (true / false read as batch / never).")
+_MD5_INDEX = ("An index on md5, so a lookup by md5 is fast; it is most of the cost of a write (md5s are random keys: "
+              "nearly every event dirties an index page of its own). false: none is made (one already there is kept).")
 _PROPERTIES = ("Write each event's message properties and standard JMS headers (a \"properties\" object in JSON "
                "lines, a properties column in the stores) when it has any.")
 _ATTEMPTS = ("Writes of one batch before its undelivered events go to dead_letter (with the error as the reason) "
@@ -82,19 +85,21 @@ class SqliteSinkConfig(Section):
     type: Literal["sqlite"] = Field(description="The sink: an SQLite database file.")
     path: ConfigPath = Field(description="The database file.")
     table: Table = Field("events", description="The table, created if missing.")
+    md5_index: Flag = Field(True, description=_MD5_INDEX)
     fsync: Fsync = Field("never", description=_FSYNC)
     include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 
 
 class PostgresSinkConfig(Section):
-    """The same table in PostgreSQL (INSERT ... ON CONFLICT DO NOTHING); several bridges on several
-    machines can feed one database."""
+    """The same table in PostgreSQL (COPY; a redelivery through ON CONFLICT DO NOTHING); several bridges
+    on several machines can feed one database."""
 
     type: Literal["postgres"] = Field(description="The sink: a PostgreSQL table.")
     url: PostgresUrl = Field(description="postgresql://USER@HOST:PORT/DATABASE; put the password in ${ENV_VAR}, "
                                          "PGPASSWORD or ~/.pgpass, not here.")
     table: Table = Field("events", description="The table, created if missing.")
+    md5_index: Flag = Field(True, description=_MD5_INDEX)
     include_properties: Flag = Field(True, description=_PROPERTIES)
     max_attempts: Whole = Field(0, ge=0, description=_ATTEMPTS)
 

@@ -4,11 +4,16 @@ Features:
     The table (``sink.table``, default ``events``) is created when missing, with the columns of
     the ``sqlite`` sink: ``message_id`` (primary key), ``received_at`` (timestamptz),
     ``broker_time`` (ms since the epoch), ``destination``, ``transport``, ``redelivered``
-    (boolean), ``md5``, ``label``, ``payload`` (jsonb) and ``properties`` (jsonb: the message's
-    properties, NULL when it has none or with ``sink.include_properties: false``; a table made
-    before this column existed gets it added when the sink connects). Each batch is one transaction of
-    ``INSERT ... ON CONFLICT (message_id) DO NOTHING``, so a redelivered event is stored once;
-    the runner acknowledges the batch after the commit. A lost connection (a database restart)
+    (boolean), ``md5`` (indexed, unless ``sink.md5_index: false``), ``label``, ``payload``
+    (jsonb: the body as published) and ``properties`` (jsonb: the message's properties, NULL when
+    it has none or with ``sink.include_properties: false``; a table made before this column existed
+    gets it added when the sink connects). Each batch is one ``COPY`` into the table, one transaction;
+    when that fails on the primary key (an event of the batch is stored already: a redelivery),
+    the batch goes again in one transaction: ``COPY`` into a temporary table, then ``INSERT ...
+    SELECT ... ON CONFLICT (message_id) DO NOTHING``, so a redelivered event is stored once. The
+    runner acknowledges the batch after the commit. ``synchronous_commit`` is the server's (or
+    the role's) setting: off, a commit is acknowledged before it reaches the server's disk.
+    A lost connection (a database restart)
     is a :class:`SinkError`: the connection is dropped and opened again on the runner's next
     attempt, which writes the same batch again.
 
@@ -25,7 +30,8 @@ Connection String:
 
 Options:
     ``connect_timeout`` in the url overrides the default of 10 s. PostgreSQL's jsonb cannot hold
-    the character U+0000; a ``\\u0000`` in a payload is stored as U+FFFD.
+    the character U+0000 nor a lone surrogate: a ``\\u0000`` in a payload is stored as U+FFFD, and so
+    is a lone surrogate escape (``\\ud800``), in a payload encoded again from its data.
 
 Needs ``psycopg`` 3: ``pip install 'amq-bridge[postgres]'``.
 """
@@ -49,7 +55,8 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 10
 #: Keepalives, so a server that vanished without closing the socket is noticed within ~30 s.
 CONNECT_OPTIONS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-                   "tcp_user_timeout": 30000, "application_name": "amq-bridge"}
+                   "tcp_user_timeout": 30000, "application_name": "amq-bridge",
+                   "client_encoding": "UTF8"}  # the COPY rows are UTF-8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -65,11 +72,12 @@ CREATE TABLE IF NOT EXISTS {table} (
     properties   jsonb
 )
 """
+COLUMNS = ("message_id, received_at, broker_time, destination, transport, redelivered, md5, label, payload, "
+           "properties")
+#: Where a batch holding an event already stored goes first (one per connection, emptied at commit).
+BATCH_TABLE = "amq_bridge_batch"
 #: A table made before the ``properties`` column existed gets it.
 MIGRATE = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS properties jsonb"
-INSERT = ("INSERT INTO {table} (message_id, received_at, broker_time, destination, transport, redelivered, "
-          "md5, label, payload, properties) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) "
-          "ON CONFLICT (message_id) DO NOTHING")
 
 
 def safe_url(url: str) -> str:
@@ -83,27 +91,71 @@ def _password(url: str) -> str:
     return match.group(1) if match else ""
 
 
-def _text(value: object) -> str | None:
-    """A string column value; PostgreSQL text cannot hold NUL, so such a value is left out."""
-    return value if isinstance(value, str) and "\x00" not in value else None
+#: What COPY's text format escapes in a value (and NUL, which PostgreSQL text cannot hold).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r\x00]").search
+#: A surrogate escape (\ud800-\udfff) in a body: a lone one is refused by jsonb.
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]").search
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-def _properties(event: Event) -> str:
+def _copy_text(value: str) -> bytes:
+    """A text value as a field of COPY's text format."""
+    if _NEEDS_ESCAPE(value):
+        value = value.translate(_COPY_ESCAPES)
+    return value.encode()
+
+
+def _column(value: object) -> bytes:
+    """An optional string column (md5, label); PostgreSQL text cannot hold NUL, so such a value is left out."""
+    if type(value) is not str or "\x00" in value:
+        return b"\\N"
+    return _copy_text(value)
+
+
+def payload(event: Event) -> bytes:
+    """The jsonb column: the body as published (it decoded to a JSON object), as a COPY field.
+
+    jsonb cannot hold U+0000 or a lone surrogate: a ``\\u0000`` becomes U+FFFD, and a body with a
+    lone surrogate escape is encoded again from its data with U+FFFD in its place.
+    """
+    body = event.body
+    if _SURROGATE(body):
+        text = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+        body = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+    if b"\\u0000" in body:
+        body = _NUL_ESCAPE.sub(b"\\1\xef\xbf\xbd", body)
+    if b"\\" in body or b"\t" in body or b"\n" in body or b"\r" in body:
+        body = body.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return body
+
+
+def _properties(event: Event) -> bytes:
     """The ``properties`` column of an event that has properties (jsonb refuses U+0000 too)."""
     text = encode_properties(event.properties)
-    return re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", text) if "\\u0000" in text else text
+    if "\\u0000" in text:
+        text = re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", text)
+    return _copy_text(text)
 
 
-def event_row(event: Event, received_at: datetime, properties: bool = True) -> tuple[object, ...]:
-    """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present;
-    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false)."""
-    data = event.data or {}
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    if "\\u0000" in payload:  # jsonb refuses it; json.dumps writes a NUL only this way
-        payload = re.sub(r"(?<!\\)((?:\\\\)*)\\u0000", "\\1\ufffd", payload)
-    return (event.message_id, received_at, event.timestamp, event.destination, event.transport,
-            event.redelivered, _text(data.get("md5")), _text(data.get("label")), payload,
-            _properties(event) if properties and event.properties else None)
+def copy_lines(events: Sequence[Event], received_at: datetime, properties: bool = True) -> bytes:
+    """The rows of these events in COPY's text format (the columns of :data:`COLUMNS`)."""
+    stamp = received_at.isoformat().encode()
+    out = []
+    append = out.append
+    parts: dict[tuple[str, str], bytes] = {}
+    for event in events:
+        data = event.data or {}
+        key = (event.destination, event.transport)
+        middle = parts.get(key)
+        if middle is None:
+            middle = parts[key] = b"%b\t%b" % (_copy_text(key[0]), _copy_text(key[1]))
+        broker_time = event.timestamp
+        append(b"%b\t%b\t%b\t%b\t%b\t%b\t%b\t%b\t%b\n" % (
+            _copy_text(event.message_id), stamp, b"\\N" if broker_time is None else b"%d" % broker_time, middle,
+            b"t" if event.redelivered else b"f", _column(data.get("md5")), _column(data.get("label")),
+            payload(event), _properties(event) if properties and event.properties else b"\\N"))
+    return b"".join(out)
 
 
 class PostgresSink(Sink):
@@ -121,8 +173,12 @@ class PostgresSink(Sink):
                               key="sink.type") from exc
         self.psycopg = psycopg
         self.where = safe_url(self.config.url)
-        self.insert = INSERT.format(table=self.config.table)
-        self.pending: list[tuple[object, ...]] = []
+        table = self.config.table
+        self.copy_direct = f"COPY {table} ({COLUMNS}) FROM STDIN"
+        self.copy_batch = f"COPY {BATCH_TABLE} ({COLUMNS}) FROM STDIN"
+        self.insert_batch = (f"INSERT INTO {table} ({COLUMNS}) SELECT {COLUMNS} FROM {BATCH_TABLE} "
+                             "ON CONFLICT (message_id) DO NOTHING")
+        self.pending: list[bytes] = []
         self._connect()
 
     def _error(self, doing: str, exc: BaseException) -> SinkError:
@@ -152,7 +208,8 @@ class PostgresSink(Sink):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"amq-bridge:{self.config.table}",))
                 conn.execute(SCHEMA.format(table=self.config.table))
                 conn.execute(MIGRATE.format(table=self.config.table))
-                conn.execute(f"CREATE INDEX IF NOT EXISTS {self.config.table}_md5 ON {self.config.table} (md5)")
+                if self.config.md5_index:
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS {self.config.table}_md5 ON {self.config.table} (md5)")
         except psycopg.Error as exc:
             conn.close()
             raise self._error("create the table in", exc) from exc
@@ -167,20 +224,33 @@ class PostgresSink(Sink):
                 pass
 
     def write(self, events: Sequence[Event]) -> None:
-        now, properties = datetime.now(timezone.utc), self.config.include_properties
-        self.pending.extend(event_row(event, now, properties) for event in events)
+        if events:
+            self.pending.append(copy_lines(events, datetime.now(timezone.utc), self.config.include_properties))
 
     def flush(self) -> None:
-        rows, self.pending = self.pending, []  # a failed batch is written again by the retry
-        if not rows:
+        chunks, self.pending = self.pending, []  # a failed batch is written again by the retry
+        if not chunks:
             return
         if self.conn is None:
             self._connect()
-        assert self.conn is not None
+        conn = self.conn
+        assert conn is not None
         try:
-            with self.conn.transaction():
-                with self.conn.cursor() as cursor:
-                    cursor.executemany(self.insert, rows)
+            with conn.cursor() as cursor:
+                try:  # one COPY, one transaction (the connection autocommits)
+                    with cursor.copy(self.copy_direct) as copy:
+                        for chunk in chunks:
+                            copy.write(chunk)
+                except self.psycopg.errors.UniqueViolation:
+                    # an event of the batch is stored already (a redelivery): nothing of the COPY
+                    # was, so the batch goes again, in one transaction, keeping what is there
+                    with conn.transaction():
+                        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} "
+                                       f"(LIKE {self.config.table}) ON COMMIT DELETE ROWS")
+                        with cursor.copy(self.copy_batch) as copy:
+                            for chunk in chunks:
+                                copy.write(chunk)
+                        cursor.execute(self.insert_batch)
         except self.psycopg.Error as exc:
             # the connection may be broken (a restart) or in doubt: start afresh next attempt
             self._drop()

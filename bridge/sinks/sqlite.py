@@ -1,11 +1,26 @@
 """The ``sqlite`` sink: events in one SQLite table keyed by message id (no server needed).
 
+Features:
+    A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The ``payload``
+    column is the message body as published (it decoded to a JSON object, so SQLite's JSON
+    functions read it); ``md5`` and ``label`` are copied from it into columns. Each batch is one
+    transaction, and the runner acknowledges the batch after the commit.
+
+Options:
+    ``sink.fsync: batch`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
+    ``NORMAL``, survives a crash of the process. ``sink.md5_index`` (default true) keeps an index
+    on ``md5``, so a lookup by md5 is fast; it is most of the cost of a write (random keys: nearly
+    every event dirties an index page of its own), see README. False creates none (an index
+    already there is kept, and named in a log line: ``DROP INDEX <table>_md5`` removes it).
+
+The database runs in WAL mode. Checkpoints (copying the WAL back into the database) are off the
+write path: SQLite's automatic checkpoint, which runs inside a commit, is turned off, and a thread
+of the sink with its own connection runs a PASSIVE checkpoint (it never blocks a writer or a
+reader) at most every ``CHECKPOINT_SECONDS`` while commits come, and not at all while idle.
+
 The ``properties`` column holds the message's properties as JSON (NULL when it has none, or
 with ``sink.include_properties: false``); a table made before that column existed gets it added
-when the sink opens. A redelivered event is stored once (``INSERT OR IGNORE`` on the message id). The database runs in
-WAL mode; each batch is one transaction, and the runner acknowledges the batch after the commit.
-``sink.fsync: batch`` sets ``synchronous=FULL`` (a commit survives power loss); the default,
-``NORMAL``, survives a crash of the process.
+when the sink opens.
 
 Several worker processes may share one database file: a writer waits up to ``BUSY_TIMEOUT_MS``
 for another's transaction to end. A batch that fails (the database is locked for longer, the disk
@@ -15,8 +30,9 @@ connection opened afresh if the old one is in doubt.
 
 from __future__ import annotations
 
-import json
+import logging
 import sqlite3
+import threading
 import time
 from typing import Sequence
 
@@ -25,8 +41,14 @@ from bridge.event import Event
 from bridge.properties import encode as encode_properties
 from bridge.sinks.base import Sink
 
+log = logging.getLogger(__name__)
+
 #: How long a write waits for another connection's transaction (another worker) to end.
 BUSY_TIMEOUT_MS = 5000
+#: The least time between two checkpoints of the checkpoint thread.
+CHECKPOINT_SECONDS = 0.5
+#: The WAL file is cut back to this size when a checkpoint has emptied it.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -48,13 +70,15 @@ INSERT = ("INSERT OR IGNORE INTO {table} (message_id, received_at, broker_time, 
 
 def event_row(event: Event, received_at: float, properties: bool = True) -> tuple[object, ...]:
     """The row stored for an event; ``md5`` and ``label`` are the event's own fields, when present;
-    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false)."""
+    ``properties`` JSON, or NULL when the message has none (or ``properties`` is false).
+
+    The payload is the body as published: it decoded to a JSON object, so it is UTF-8 JSON.
+    """
     data = event.data or {}
     md5, label = data.get("md5"), data.get("label")
     return (event.message_id, received_at, event.timestamp, event.destination, event.transport,
-            int(event.redelivered), md5 if isinstance(md5, str) else None,
-            label if isinstance(label, str) else None,
-            json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+            int(event.redelivered), md5 if type(md5) is str else None,
+            label if type(label) is str else None, event.body.decode("utf-8"),
             encode_properties(event.properties) if properties and event.properties else None)
 
 
@@ -65,12 +89,61 @@ def _add_missing_columns(db: sqlite3.Connection, table: str) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN properties TEXT")
 
 
+class Checkpointer:
+    """A thread running ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection of its own.
+
+    :meth:`poke` after a commit asks for a checkpoint; the thread runs one at most every
+    ``interval`` seconds, and sleeps while nobody pokes.
+    """
+
+    def __init__(self, path: str, interval: float) -> None:
+        self.path, self.interval = path, interval
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        complained = False
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                break
+            self._wanted.clear()
+            try:
+                if db is None:
+                    db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                complained = False
+            except sqlite3.Error as exc:  # the disk is full, the file is gone: the writes will say so
+                if not complained:
+                    log.warning("sqlite sink: checkpoint of %s failed: %s", self.path, exc)
+                    complained = True
+                if db is not None:
+                    db.close()
+                    db = None
+            self._stopping.wait(self.interval)
+        if db is not None:
+            db.close()
+
+    def stop(self) -> None:
+        """End the thread (it finishes a checkpoint under way)."""
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join(30)
+
+
 class SqliteSink(Sink):
     """Batched, idempotent inserts into ``sink.table`` of the database at ``sink.path``."""
 
     name = "sqlite"
 
     db: sqlite3.Connection | None = None
+    checkpointer: Checkpointer | None = None
 
     def open(self) -> None:
         self.insert = INSERT.format(table=self.config.table)
@@ -91,17 +164,26 @@ class SqliteSink(Sink):
             db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync == 'batch' else 'NORMAL'}")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it, off the write path
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.execute(SCHEMA.format(table=table))
             _add_missing_columns(db, table)
-            db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
+            if self.config.md5_index:
+                db.execute(f"CREATE INDEX IF NOT EXISTS {table}_md5 ON {table} (md5)")
+            elif db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                            (f"{table}_md5",)).fetchone():
+                log.info("sqlite sink: sink.md5_index is false, but %s already has index %s_md5: it is kept, "
+                         "and costs as much as ever (DROP INDEX %s_md5 removes it)", path, table, table)
         except sqlite3.Error as exc:
             db.close()
             raise SinkError(f"sqlite sink cannot open {path}: {exc}") from exc
         self.db = db
+        if self.checkpointer is None:
+            self.checkpointer = Checkpointer(str(path), CHECKPOINT_SECONDS)
 
     def write(self, events: Sequence[Event]) -> None:
         now, properties = time.time(), self.config.include_properties
-        self.pending.extend(event_row(event, now, properties) for event in events)
+        self.pending.extend([event_row(event, now, properties) for event in events])
 
     def flush(self) -> None:
         rows, self.pending = self.pending, []  # a failed batch is written again by the retry
@@ -118,6 +200,8 @@ class SqliteSink(Sink):
         except sqlite3.Error as exc:
             self._roll_back()
             raise SinkError(f"sqlite sink cannot write {self.config.path}: {exc}") from exc
+        if self.checkpointer is not None:
+            self.checkpointer.poke()
 
     def _roll_back(self) -> None:
         """Undo the failed batch; a connection that cannot even do that is opened afresh next time."""
@@ -143,10 +227,14 @@ class SqliteSink(Sink):
         return [row[0] for row in rows]
 
     def close(self) -> None:
+        checkpointer, self.checkpointer = self.checkpointer, None
         db = self.db
-        if db is not None:
-            try:
+        try:
+            if db is not None:
                 self.flush()
-            finally:
-                db.close()
+        finally:
+            if checkpointer is not None:
+                checkpointer.stop()
+            if db is not None:
+                db.close()  # the last connection to close checkpoints the whole WAL
                 self.db = None

@@ -16,6 +16,9 @@ a child process, loopback, authentication on) serves every consumer in turn:
 3. backlog, on the last variant, once per amq-bridge transport (jsonl sink): ``--backlog`` events
    (default 1,000,000) preloaded, then drained; peak RSS of the bridge process while it drains.
 
+Then the sinks alone, no broker (sinkbench.py): ``--sink-events`` events written and flushed in
+batches of ``--sink-batch`` into jsonl, sqlite and postgres. ``--sinks`` runs only that part.
+
 Progress goes to stderr; the markdown report to stdout.
 """
 
@@ -32,9 +35,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench_lib.consumers import CONSUMERS, Bench, Consumer, percentile, sqlite_sink_note
+from bench_lib.consumers import CONSUMERS, PG_URL_VAR, Bench, Consumer, percentile, sqlite_sink_note
 from bench_lib.procs import ROOT, BenchError, Broker, Children, ProcSampler, compile_java, start_broker
 from bench_lib.report import Row, backlog_table, command_line, load_average, machine, table
+from bench_lib import sinkbench
 
 VARIANTS = ("nonpersistent", "persistent")
 
@@ -43,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so that `finally` stops everything
+    if args.sinks:
+        return _sinks_only(args, argv)
     consumers = [c for c in CONSUMERS if c.key in args.only]
     say(f"bench: {len(consumers)} consumers x {args.repeat} x {args.events:,} events, "
         f"variants {','.join(args.variants)}")
@@ -54,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     backlog_rows: list[Row] = []
     failed: list[str] = []
     started = time.monotonic()
+    pg = sinkbench.postgres_server(["postgres"] if any(c.sink == "postgres" for c in consumers) else [])
     try:
+        pg_url, pg_note = pg.__enter__()
+        env[PG_URL_VAR] = pg_url or ""
         from bridge.jvm import classpath
         from bridge.publish import generated_bodies
 
@@ -66,15 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sqlite_note = sqlite_sink_note()
         java_cp = os.pathsep.join([str(workdir / "classes"), *jars])
         for variant in args.variants:
-            variant_rows = [Row(c, variant, note=sqlite_note if c.sink == "sqlite" and sqlite_note else "")
-                            for c in consumers]
+            variant_rows = [Row(c, variant, note=sqlite_note if c.sink == "sqlite" and sqlite_note else
+                                pg_note if c.sink == "postgres" and not pg_url else "") for c in consumers]
             rows += variant_rows
             backlog = args.backlog if variant == args.variants[-1] else 0
             try:
-                backlog_rows += _variant(variant, variant_rows, args, children, workdir, java_cp, bodies, backlog)
+                backlog_rows += _variant(variant, variant_rows, args, children, workdir, java_cp, bodies, backlog,
+                                         pg_url or "")
             except BenchError as exc:  # the broker failed: report what was measured, go on
                 say(f"bench: {variant}: {exc}")
                 failed.append(f"{variant}: {exc}")
+        sink_rows = sinkbench.run(sinkbench.KINDS, args.sink_events, args.sink_batch, args.repeat, say) \
+            if args.sink_events else []
     except KeyboardInterrupt:
         say("bench: interrupted; stopping everything")
         return 130
@@ -83,13 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         children.stop_all()
+        pg.__exit__()
         shutil.rmtree(workdir, ignore_errors=True)
     _report(args, argv, about, rows, backlog_rows, failed, load_before, time.monotonic() - started)
+    print("\n" + "\n".join(sinkbench.sink_table(sink_rows, args.sink_events, args.sink_batch, args.repeat)),
+          flush=True)
     return 1 if failed or any(row.errors for row in rows + backlog_rows) else 0
 
 
 def _variant(variant: str, rows: list[Row], args: argparse.Namespace, children: Children, workdir: Path,
-             java_cp: str, bodies: Path, backlog: int) -> list[Row]:
+             java_cp: str, bodies: Path, backlog: int, pg_url: str) -> list[Row]:
     """All runs on one broker: throughput ``repeat`` times (consumers interleaved), then latency,
     then (``backlog`` > 0) a backlog drained by each amq-bridge transport; returns the backlog rows."""
     vdir = workdir / variant
@@ -100,7 +115,7 @@ def _variant(variant: str, rows: list[Row], args: argparse.Namespace, children: 
     persistent = variant == "persistent"
     broker = start_broker(children, config, vdir, persistent)
     say(f"bench: {variant} broker at {broker.openwire_url} and stomp://{broker.stomp_host}")
-    bench = Bench(children, broker, vdir, java_cp, bodies, persistent, ProcSampler(broker.process.pid))
+    bench = Bench(children, broker, vdir, java_cp, bodies, persistent, ProcSampler(broker.process.pid), pg_url)
     try:
         for rep in range(args.repeat):
             for row in rows:
@@ -192,7 +207,8 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         "",
         "- events/s: events / (time of the last event - time of the first), median of the runs; (a), (a'), (b)",
         "  stamp their own first and last event (after its ack); for amq-bridge the sink is watched from outside",
-        "  (inotify on its folder: a line seen flushed in the jsonl file, a row seen committed in sqlite).",
+        "  (inotify on its folder: a line seen flushed in the jsonl file, a row seen committed in sqlite;",
+        "  postgres: LISTEN for a NOTIFY that a statement trigger of the table sends at each insert).",
         "- vs (a): that divided by the median of (a) on the same broker.",
         "- CPU µs/event: user + system CPU time of the consumer process alone (/proc/PID/stat, sampled every",
         "  50 ms) from its first to its last event, per event, median of the runs. Much less sensitive than",
@@ -223,6 +239,22 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
     print("\n".join(out), flush=True)
 
 
+def _sinks_only(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--sinks``: the sinks alone, no broker."""
+    load_before, about, started = load_average(), machine(), time.monotonic()
+    try:
+        rows = sinkbench.run(sinkbench.KINDS, args.sink_events, args.sink_batch, args.repeat, say)
+    except KeyboardInterrupt:
+        say("bench: interrupted; stopping everything")
+        return 130
+    out = ["### amq-bridge's sinks alone", "", "```sh", command_line(argv), "```", "", *about,
+           f"- load average (1, 5, 15 min) {load_before} at start, {load_average()} at end; "
+           f"the benchmark took {(time.monotonic() - started) / 60:.1f} min", "",
+           *sinkbench.sink_table(rows, args.sink_events, args.sink_batch, args.repeat)]
+    print("\n".join(out), flush=True)
+    return 0
+
+
 def _check_broker(broker: Broker) -> None:
     """After a failed run: go on only if the broker is still up."""
     if broker.process.poll() is not None:
@@ -239,8 +271,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="throughput runs per consumer; the median is shown (default 3)")
     parser.add_argument("--variants", type=_choices(VARIANTS), default=list(VARIANTS),
                         help="nonpersistent,persistent (default both)")
-    parser.add_argument("--only", type=_choices(keys, {"a2": "a'", "c2": "c'"}), default=keys,
-                        help="consumers to run: a,a',b,c,c',d (a2, c2 also accepted; default all)")
+    parser.add_argument("--only", type=_choices(keys, {"a2": "a'", "c2": "c'", "c3": "c''"}), default=keys,
+                        help="consumers to run: a,a',b,c,c',c'',d (a2, c2, c3 also accepted; default all)")
     parser.add_argument("--rate", type=float, default=5000, help="events/s of the latency phase (default 5000)")
     parser.add_argument("--latency-seconds", type=float, default=10,
                         help="length of one latency run (default 10; 0: none)")
@@ -249,6 +281,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backlog", type=int, default=1_000_000,
                         help="events of the backlog drained by each amq-bridge transport on the last variant, "
                              "for its peak RSS (default 1000000; 0: none)")
+    parser.add_argument("--sinks", action="store_true",
+                        help="only the sinks alone (no broker): write + flush into jsonl, sqlite, postgres")
+    parser.add_argument("--sink-events", type=int, default=100_000,
+                        help="events of each sink-alone run (default 100000; 0: none)")
+    parser.add_argument("--sink-batch", type=_positive, default=500, help="batch of the sink-alone runs (default 500)")
     parser.add_argument("--latency-warmup", type=float, default=1,
                         help="seconds of events left out of latency (default 1)")
     return parser

@@ -3,7 +3,8 @@
 (a)  plain Java JMS: ``receive()`` + ``acknowledge()`` each message (INDIVIDUAL_ACKNOWLEDGE)
 (a') plain Java JMS: ``receive()``, CLIENT_ACKNOWLEDGE, ``acknowledge()`` every 200th message
 (b)  plain stomp.py: a listener, ``client-individual``, one ACK per message
-(c)  ``amq-bridge run``, openwire, into the jsonl sink;  (c') the same into the sqlite sink
+(c)  ``amq-bridge run``, openwire, into the jsonl sink;  (c') the same into the sqlite sink;
+(c'') the same into the postgres sink (a throwaway server the benchmark starts, like the tests')
 (d)  ``amq-bridge run``, stomp, into the jsonl sink
 
 Every consumer is a process of its own, started by the benchmark, so start-up time and memory are
@@ -22,7 +23,10 @@ from typing import Sequence
 import yaml
 
 from bench_lib.procs import HERE, ROOT, VENV_BIN, BenchError, Broker, Children, LineReader, ProcSampler, now_ms
-from bench_lib.sinkwatch import SinkWatch
+from bench_lib.sinkwatch import SinkWatch, prepare_postgres
+
+#: The environment variable holding the postgres url in the bridge configs (it holds a password).
+PG_URL_VAR = "AMQ_BENCH_PG_URL"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ CONSUMERS = (
     Consumer("b", "plain stomp.py, client-individual", "stomp"),
     Consumer("c", "amq-bridge openwire → jsonl", "bridge", transport="openwire", sink="jsonl"),
     Consumer("c'", "amq-bridge openwire → sqlite", "bridge", transport="openwire", sink="sqlite"),
+    Consumer("c''", "amq-bridge openwire → postgres", "bridge", transport="openwire", sink="postgres"),
     Consumer("d", "amq-bridge stomp → jsonl", "bridge", transport="stomp", sink="jsonl"),
 )
 
@@ -77,6 +82,7 @@ class Bench:
     bodies: Path  # one AtData-shaped JSON event per line
     persistent: bool
     broker_cpu: ProcSampler  # follows the broker process
+    pg_url: str = ""  # the postgres server of (c''), if there is one
 
     def java(self, *args: str) -> list[str]:
         return ["java", "-cp", self.java_cp, "JmsBench", *args]
@@ -151,9 +157,15 @@ class Bench:
         sink_dir = rundir / "sink"
         sink_dir.mkdir()
         sink = sink_dir / ("events.db" if consumer.sink == "sqlite" else "events.jsonl")
+        if consumer.sink == "postgres":
+            table = "bench_" + "".join(c if c.isalnum() else "_" for c in rundir.name).lower()
+            prepare_postgres(self.pg_url, table)
+            sink_config = {"type": "postgres", "url": "${" + PG_URL_VAR + "}", "table": table}
+        else:
+            table, sink_config = "events", {"type": consumer.sink, "path": str(sink)}
         config = write_bridge_config(rundir / "bridge.yaml", self.broker, consumer.transport, queue,
-                                     f"bench-{consumer.slug}-{rundir.name}", {"type": consumer.sink, "path": str(sink)})
-        watch = SinkWatch(sink, consumer.sink, latencies=bool(rate)).start(count)
+                                     f"bench-{consumer.slug}-{rundir.name}", sink_config)
+        watch = SinkWatch(sink, consumer.sink, latencies=bool(rate), table=table, url=self.pg_url).start(count)
         log = rundir / "bridge.log"
         argv = [str(VENV_BIN / "amq-bridge"), "run", "-c", str(config), "--max-events", str(count),
                 "--idle-timeout", "60"]

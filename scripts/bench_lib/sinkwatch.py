@@ -9,6 +9,11 @@ committed), and the difference is this thread's wake-up delay: well under a mill
 idle machine, more on a busy one. It never under-states a latency.
 
 Without inotify (not Linux), the folder is scanned every 2 ms instead.
+
+The ``postgres`` sink's table is made by the benchmark beforehand (:func:`prepare_postgres`): the
+sink's own schema plus an identity column ``bench_n`` (indexed) and a statement trigger that
+NOTIFYs at each insert; the thread LISTENs, and at each notification (sent at commit) reads the
+rows past the last ``bench_n`` seen.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class SinkWatch:
         table: The sqlite sink's table.
     """
 
-    def __init__(self, path: Path, kind: str, *, latencies: bool = False, table: str = "events") -> None:
-        self.path, self.kind, self.table = path, kind, table
+    def __init__(self, path: Path, kind: str, *, latencies: bool = False, table: str = "events",
+                 url: str = "") -> None:
+        self.path, self.kind, self.table, self.url = path, kind, table, url
+        self._last_n = 0
         self.count = 0
         self.first_ms: float | None = None  # when the first event was seen
         self.done_ms: float | None = None  # when ``target`` events were seen
@@ -66,7 +73,8 @@ class SinkWatch:
         self._file = None
         self._partial = b""
         self._db: sqlite3.Connection | None = None
-        self._fd = _inotify(path.parent)
+        self._fd = _inotify(path.parent) if kind != "postgres" else None
+        self._pg = None
         self._thread = threading.Thread(target=self._run, name="sink-watch", daemon=True)
 
     def start(self, target: int) -> "SinkWatch":
@@ -100,8 +108,12 @@ class SinkWatch:
                 self._file.close()
             if self._db is not None:
                 self._db.close()
+            if self._pg is not None:
+                self._pg.close()
 
     def _watch(self) -> None:
+        if self.kind == "postgres":
+            return self._watch_postgres()
         poller = select.poll()
         if self._fd is not None:
             poller.register(self._fd, select.POLLIN)
@@ -119,8 +131,27 @@ class SinkWatch:
                         raise
             self._scan()
 
+    def _watch_postgres(self) -> None:
+        import psycopg
+
+        self._pg = psycopg.connect(self.url, autocommit=True)
+        self._pg.execute(f"LISTEN {self.table}")
+        while not self._stop.is_set():
+            for _ in self._pg.notifies(timeout=0.05, stop_after=1):
+                pass
+            self._scan()
+
+    def _read_postgres(self) -> tuple[int, list[int]]:
+        assert self._pg is not None
+        rows = self._pg.execute(f"SELECT bench_n, broker_time FROM {self.table} WHERE bench_n > %s ORDER BY bench_n",
+                                (self._last_n,)).fetchall()
+        if rows:
+            self._last_n = rows[-1][0]
+        return len(rows), [stamp for _, stamp in rows if stamp is not None] if self.latencies is not None else []
+
     def _scan(self) -> None:
-        new, stamps = self._read_jsonl() if self.kind == "jsonl" else self._read_sqlite()
+        read = {"jsonl": self._read_jsonl, "sqlite": self._read_sqlite, "postgres": self._read_postgres}[self.kind]
+        new, stamps = read()
         if not new:
             return
         seen = now_ms()
@@ -166,3 +197,19 @@ class SinkWatch:
         except sqlite3.Error:  # not created yet, or busy for a moment: the next write wakes us again
             return 0, []
         return len(rows), [stamp for (stamp,) in rows if stamp is not None]
+
+
+def prepare_postgres(url: str, table: str) -> None:
+    """Create the postgres sink's table as the sink would, plus what :class:`SinkWatch` follows."""
+    import psycopg
+
+    from bridge.sinks.postgres import SCHEMA
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(SCHEMA.format(table=table))
+        db.execute(f"ALTER TABLE {table} ADD COLUMN bench_n bigint GENERATED ALWAYS AS IDENTITY")
+        db.execute(f"CREATE INDEX {table}_bench_n ON {table} (bench_n)")
+        db.execute(f"CREATE FUNCTION {table}_notify() RETURNS trigger LANGUAGE plpgsql AS "
+                   f"$$ BEGIN PERFORM pg_notify('{table}', ''); RETURN NULL; END $$")
+        db.execute(f"CREATE TRIGGER {table}_notify AFTER INSERT ON {table} FOR EACH STATEMENT "
+                   f"EXECUTE FUNCTION {table}_notify()")

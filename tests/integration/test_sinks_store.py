@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pytest
 
 from bridge.config import BridgeConfig, load_config
-from bridge.event import Event
+from bridge.event import Event, make_event
 from bridge.publish import generated_bodies, publish, sample_event
 from bridge.runner import Runner
 from bridge.sinks import Sink, create_sink
@@ -399,3 +399,97 @@ def test_recovers_in_the_same_run_when_the_store_comes_back(broker: Broker, spaw
     if isinstance(store, PostgresStore):
         assert store.server.password not in bridge.stderr
         assert "postgres sink cannot" in bridge.stderr
+
+
+TABLE_STORES = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+#: Bodies as a feed may publish them: escapes, whitespace, non-ASCII, characters COPY escapes.
+AWKWARD = [b'{"md5":"a\\\\b\\tc","label":"x\\ny","s":"\\u00e9\\"\\\\"}', '{"md5" : "é",\n\t"n": 1}'.encode(),
+           b'{"label":"\\ud83d\\ude00","md5":null}', b'{"s":"back\\\\slash\\r\\n"}']
+
+
+def table_rows(store: Store) -> list[tuple[Any, ...]]:
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            return db.execute("SELECT message_id, md5, label, payload FROM events ORDER BY message_id").fetchall()
+    import psycopg
+
+    with psycopg.connect(store.server.url, connect_timeout=5) as db:
+        return db.execute(f"SELECT message_id, md5, label, payload::text FROM {store.table} "
+                          "ORDER BY message_id").fetchall()
+
+
+@TABLE_STORES
+def test_payload_is_the_body_as_published_and_md5_and_label_are_its_fields(store: Store) -> None:
+    events = [make_event(body, 1 << 20, message_id=f"m{i}\t\\{i}", destination="queue:q", transport="stomp")
+              for i, body in enumerate(AWKWARD)]
+    with create_sink(load_sink(store.sink())) as sink:
+        sink.write(events[:2])
+        sink.flush()
+        sink.write(events)  # two of them again: a redelivery
+        sink.flush()
+    rows = table_rows(store)
+    assert [r[0] for r in rows] == [e.message_id for e in events]
+    for row, event in zip(rows, events):
+        assert json.loads(row[3]) == event.data
+        if isinstance(store, SqliteStore):
+            assert row[3] == event.body.decode()  # byte for byte
+        md5, label = event.data.get("md5"), event.data.get("label")
+        assert (row[1], row[2]) == (md5 if isinstance(md5, str) else None, label if isinstance(label, str) else None)
+
+
+@TABLE_STORES
+def test_what_jsonb_cannot_hold_is_replaced_not_refused(store: Store) -> None:
+    bodies = [b'{"md5":"z","s":"nul\\u0000here"}', b'{"md5":"y","s":"lone \\ud800"}']
+    events = [make_event(body, 1 << 20, message_id=f"m{i}", destination="queue:q", transport="stomp")
+              for i, body in enumerate(bodies)]
+    with create_sink(load_sink(store.sink())) as sink:
+        sink.write(events)
+        sink.flush()
+    stored = [json.loads(r[3])["s"] for r in table_rows(store)]
+    if isinstance(store, SqliteStore):
+        assert stored == ["nul\x00here", "lone \ud800"]
+    else:
+        assert stored == ["nul\ufffdhere", "lone \ufffd"]
+
+
+def md5_indexes(store: Store) -> list[str]:
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%md5%'")]
+    import psycopg
+
+    with psycopg.connect(store.server.url, connect_timeout=5) as db:
+        return [r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE "
+                                         "'%%(md5)%%'", (store.table,))]
+
+
+@TABLE_STORES
+@pytest.mark.parametrize("indexed", [True, False])
+def test_md5_index_option_and_lookup_by_md5(store: Store, indexed: bool) -> None:
+    events = [make_event(body, 1 << 20, message_id=f"m{i}", destination="queue:q", transport="stomp")
+              for i, body in enumerate(generated_bodies(50))]
+    with create_sink(load_sink({**store.sink(), "md5_index": indexed})) as sink:
+        sink.write(events)
+        sink.flush()
+    assert bool(md5_indexes(store)) == indexed
+    wanted = sample_event(17)["md5"]
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            found = db.execute("SELECT message_id FROM events WHERE md5 = ?", (wanted,)).fetchall()
+            plan = " ".join(str(r) for r in db.execute("EXPLAIN QUERY PLAN SELECT * FROM events WHERE md5 = ?",
+                                                       (wanted,)))
+        assert ("USING INDEX events_md5" in plan) == indexed
+    else:
+        import psycopg
+
+        with psycopg.connect(store.server.url, connect_timeout=5) as db:
+            found = db.execute(f"SELECT message_id FROM {store.table} WHERE md5 = %s", (wanted,)).fetchall()
+    assert found == [("m17",)]
+
+
+def load_sink(sink: dict[str, Any]) -> Any:
+    """The typed sink config of a sink section (the environment gives the postgres url)."""
+    from bridge.config import parse_config
+
+    doc = {"profile": "generic", "subscription": {"destination": "queue:x", "connection_id": "x"}, "sink": sink}
+    return parse_config(doc, env=child_env()).sink

@@ -69,7 +69,7 @@ def test_effective_config_shows_tls_of_a_transport_tried() -> None:
     assert shown["openwire"]["tls"]["enabled"] and shown["stomp"]["tls"]["insecure"]
     assert shown["stomp"]["tls"]["key_password"] == "***"
     assert shown["sink"] == {"type": "postgres", "url": "postgresql://u:***@h/db", "table": "events",
-                             "include_properties": True, "max_attempts": 0}
+                             "md5_index": True, "include_properties": True, "max_attempts": 0}
     assert shown["subscription"] == {"connection_id": "c", "destination": "queue:q"}
 
 

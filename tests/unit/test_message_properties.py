@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from bridge.config import SqliteSinkConfig
 from bridge.event import Event, make_event
 from bridge.sinks import create_sink
 from bridge.sinks.lines import event_line
-from bridge.sinks.postgres import event_row as postgres_row
+from bridge.sinks.postgres import copy_lines
 from bridge.sinks.sqlite import event_row as sqlite_row
 
 #: The MESSAGE frame ActiveMQ writes for tests/java PropertyProducer's message 0 (as stomp.py reads it).
@@ -101,7 +102,8 @@ def test_store_rows_have_a_properties_column() -> None:
     assert json.loads(sqlite_row(_event(EXPECTED), 0.0)[-1]) == EXPECTED
     assert sqlite_row(_event(None), 0.0)[-1] is None
     assert sqlite_row(_event(EXPECTED), 0.0, properties=False)[-1] is None
-    assert json.loads(postgres_row(_event({"a": "x\x00y"}), None)[-1]) == {"a": "x\ufffdy"}  # jsonb refuses NUL
+    last_field = copy_lines([_event({"a": "x\x00y"})], datetime.now(timezone.utc)).rstrip(b"\n").split(b"\t")[-1]
+    assert json.loads(last_field) == {"a": "x\ufffdy"}  # jsonb refuses NUL
 
 
 def test_sqlite_adds_the_column_to_a_table_made_before_it(tmp_path: Path) -> None:
