@@ -81,6 +81,20 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
     return process.wait(10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stale_jvm_attach_sockets() -> Iterator[None]:
+    """A JVM started with -Xrs (the bridge's and the broker's) opens its attach socket
+    /tmp/.java_pid<pid> at start and removes it when it exits; one killed with -9 leaves it behind.
+    Those of this session's JVMs that are gone are removed at the end."""
+    attach_dir = Path("/tmp")
+    before = set(attach_dir.glob(".java_pid*"))
+    yield
+    for path in set(attach_dir.glob(".java_pid*")) - before:
+        pid = path.name.removeprefix(".java_pid")
+        if pid.isdigit() and not Path("/proc", pid).exists():
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     """A PostgreSQL server for the session (missing: fail under CI=true, else skip)."""
