@@ -5,11 +5,10 @@ for a message without any; ``sink.include_properties: false`` leaves them out.""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import stomp

@@ -7,10 +7,8 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from bridge.config import parse_config
-from bridge.deadletter import DeadLetterFile, dead_letter_record, read_lines, remove_lines
+from bridge.deadletter import DeadLetterFile, read_lines, remove_lines
 from bridge.dedupe import RecentIds, window_size
 from bridge.event import make_event
 from bridge.sinks.lines import event_lines, jsonl_recent_ids
