@@ -74,7 +74,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def receive(self, max_events: int, timeout: float) -> Sequence["Event"]:
-        """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events`` ready ones."""
+        """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events``: those
+        ready, and those arriving within ``batch_linger_ms`` of the first."""
 
     @abc.abstractmethod
     def ack(self, event: "Event") -> None:

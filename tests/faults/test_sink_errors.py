@@ -82,3 +82,39 @@ def test_sink_errors_then_recovery(fault_broker: FaultBroker, procs: Processes, 
     assert all(f"sink failed {attempts} times" in r and "RuntimeError" in r for r in reasons), message
     healed = {r["data"]["seq"] for r in read_records(sink)[0] if r["data"]["seq"] >= COUNT}
     assert healed == set(range(COUNT, COUNT + AFTER)), "events sent after the sink healed were not delivered\n" + message
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_kill_9_while_the_sink_fails_loses_nothing(fault_broker: FaultBroker, procs: Processes, tmp_path: Path,
+                                                   transport: str) -> None:
+    """Events received ahead of a batch the sink refuses are never covered by an acknowledgement.
+
+    Persistent events wait on the broker (more than prefetch, many batches of 100) while the
+    handler refuses; it heals, takes a first batch or a few, and refuses again. Meanwhile the
+    bridge holds the refused batch and (openwire) the batches received ahead of it, and
+    acknowledges the batches written before. kill -9, the handler healed, a second bridge: every
+    event reaches the handler. An acknowledgement that covered a received but unwritten event
+    would lose it here.
+    """
+    sink, fail = tmp_path / "handler-sink.jsonl", Path(procs.env["AMQ_BRIDGE_TEST_FAIL"])
+    config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport, batch_size=100,
+                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky"})
+    fail.touch()
+    bridge = procs.bridge(config)
+    assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
+    procs.publish(fault_broker, COUNT)
+    fail.unlink()
+    assert wait_until(lambda: count_lines(sink) >= 1, 30, 0.001, alive=bridge), explain("nothing written", bridge)
+    fail.touch()
+    time.sleep(1.5)  # the sink refuses; acknowledgements of what it took before go out meanwhile
+    written = count_lines(sink)
+    bridge.kill9()
+    fail.unlink()
+    assert written < COUNT, f"the sink took all {COUNT} events before it failed again: nothing was held"
+    again = procs.bridge(config)
+    drained = wait_drained(range(COUNT), [sink], [], timeout=60, alive=again)
+    again.terminate()
+    result = tally(range(COUNT), [sink], [])
+    assert result.lost == 0, explain(result, bridge, again, note=f"drained={drained} written before kill={written}")
+    assert result.unexpected == 0, explain(result, bridge, again)

@@ -3,8 +3,10 @@ jar that ``scripts/setup`` builds.
 
 It receives a whole batch and acknowledges a whole batch in one Python->Java call each, where
 plain JPype takes about nine calls per message; the ``javax.jms.Message`` objects stay on the Java
-side, keyed by delivery tag. Without the jar (a JVM started by the host without it, or setup not
-run) :func:`load` returns ``None`` and the transport makes the calls itself.
+side, keyed by delivery tag. With ranged acknowledgements a Java thread of the helper receives
+and builds the next batches (at most two) from the first ``receive()`` on, while the caller writes
+the one before; ``receive()`` then takes a ready batch. Without the jar (a JVM started by the host
+without it, or setup not run) :func:`load` returns ``None`` and the transport makes the calls itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bridge.properties import decode as decode_properties
 log = logging.getLogger(__name__)
 
 CLASS = "org.amqbridge.BatchReceiver"
-VERSION = 2  # BatchReceiver.VERSION: the layout of its Batch this module reads
+VERSION = 3  # BatchReceiver.VERSION: the layout of its Batch this module reads
 _NO_HEADERS: dict[str, str] = {}  # shared by the events without properties: never changed
 # Kinds of message, as in BatchReceiver.java.
 TEXT, BYTES, OBJECT, OTHER, BAD_TEXT = range(5)
@@ -49,14 +51,26 @@ def available() -> bool:
     return _receiver_class() is not None
 
 
-def load(consumer: Any, *, cumulative: bool) -> "BatchReceiver | None":
+def load(consumer: Any, *, session: Any, interrupts: Any, linger_ms: int,
+         ahead: int = 0) -> "BatchReceiver | None":
     """A batch receiver for ``consumer`` (a javax.jms.MessageConsumer), or None without the helper jar.
 
     Args:
-        cumulative: The consumer's session is CLIENT_ACKNOWLEDGE (see :meth:`BatchReceiver.ack_all`).
+        session: The consumer's session when it is CLIENT_ACKNOWLEDGE (acknowledgements ranged,
+            or cumulative where ActiveMQ's client does not allow ranged ones); None when it is
+            INDIVIDUAL_ACKNOWLEDGE.
+        interrupts: Failover's interruption count (a Java AtomicInteger): each batch's epoch.
+        linger_ms: After a batch's first message, wait up to this long for more.
+        ahead: With ranged acknowledgements, receive batches of up to this many on a Java
+            thread, from the first :meth:`BatchReceiver.receive` on, while the caller writes the
+            one before (0: no). Nothing is received before that call.
     """
     cls = _receiver_class()
-    return None if cls is None else BatchReceiver(cls(consumer, cumulative))
+    if cls is None:
+        return None
+    receiver = BatchReceiver(cls(consumer, session, interrupts, linger_ms))
+    receiver.ahead_max = ahead if receiver.ranged else 0
+    return receiver
 
 
 def _ints(array: Any, code: str) -> list[int]:
@@ -70,15 +84,47 @@ class BatchReceiver:
     def __init__(self, receiver: Any) -> None:
         self._receiver = receiver
         self._long_array = _java_long_array()
+        #: Acknowledgements name exactly the messages acked (see RangedAcks.java).
+        self.ranged = bool(receiver.isRanged())
+        #: Ranged: work ahead from the first receive() on, in batches of up to this many (0: never).
+        self.ahead_max = 0
+        self.ahead = False
+        self._leftover: list[Event] = []  # working ahead: events of a batch beyond what was asked
+        self._leftover_epoch = 0
+
+    def stop(self) -> None:
+        """Stop the thread working ahead (if any); what it holds is never acknowledged."""
+        if self.ahead:
+            self._receiver.stopAhead(200)
+        self.ahead, self.ahead_max = False, 0
+        self._leftover = []
 
     def receive(self, max_events: int, timeout_ms: int, *, destination: str, transport: str,
-                max_bytes: int) -> list[Event]:
-        """Up to ``max_events`` events, waiting ``timeout_ms`` for the first; tags as the helper gave them.
+                max_bytes: int) -> tuple[list[Event], int]:
+        """Up to ``max_events`` events, waiting ``timeout_ms`` for the first, and the epoch they
+        were received in; tags as the helper gave them.
 
         Raises:
             jpype.JException: from the consumer (the caller turns it into a TransportError).
         """
-        batch = self._receiver.receive(max_events, timeout_ms)
+        if self._leftover:
+            events, self._leftover = self._leftover[:max_events], self._leftover[max_events:]
+            return events, self._leftover_epoch
+        receiver = self._receiver
+        if self.ahead_max and not self.ahead:
+            receiver.startAhead(self.ahead_max)
+            self.ahead = True
+        batch = receiver.take(timeout_ms) if self.ahead else receiver.receive(max_events, timeout_ms)
+        events = self._events(batch, destination, transport, max_bytes)
+        epoch = int(batch.epoch)
+        if len(events) > max_events:
+            self._leftover, self._leftover_epoch = events[max_events:], epoch
+            del events[max_events:]
+        return events, epoch
+
+    @staticmethod
+    def _events(batch: Any, destination: str, transport: str, max_bytes: int) -> list[Event]:
+        """The events of one Java batch."""
         count = int(batch.count)
         if not count:
             return []
@@ -123,9 +169,11 @@ class BatchReceiver:
         return events
 
     def ack_all(self, tags: Sequence[int]) -> None:
-        """Acknowledge these messages in one call: each individually, or (cumulative) all of them
-        with one acknowledgement once no message received is left unacked by the caller; until
-        then they wait (the runner always acks whole batches, so they go at once).
+        """Acknowledge these messages in one call: each individually; ranged, every run of
+        consecutive deliveries acked so far with one acknowledgement each; or (cumulative) all of
+        them with one acknowledgement once no message received is left unacked by the caller
+        (until then they wait: without ranged acknowledgements nothing is received ahead, and
+        the runner acks whole batches, so they go at once).
 
         Raises:
             jpype.JException: An acknowledgement failed; the rest of ``tags`` are forgotten.

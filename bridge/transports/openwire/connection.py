@@ -78,8 +78,8 @@ def establish(config: "BridgeConfig", timeout: float, endpoint: str, state: "Con
         connection.setExceptionListener(java.Listener(weakref.ref(state)))
         connection.setClientID(cfg.subscription.connection_id)
         connection.start()
-        # CLIENT_ACKNOWLEDGE with the helper (one acknowledgement per batch, once every message
-        # received was acked: see batch), else INDIVIDUAL_ACKNOWLEDGE.
+        # CLIENT_ACKNOWLEDGE with the helper (one ranged acknowledgement per batch: see batch),
+        # else INDIVIDUAL_ACKNOWLEDGE.
         cumulative = batch.available()
         session = connection.createSession(False, CLIENT_ACKNOWLEDGE if cumulative else INDIVIDUAL_ACKNOWLEDGE)
         failover = connection.getTransport().narrow(java.Failover)

@@ -51,7 +51,10 @@ class Receiver:
                 self.consumer = session.createConsumer(target, selector)
             else:  # (destination, None) would be ambiguous to JPype: (String) or (MessageListener)
                 self.consumer = session.createConsumer(target)
-            self._batch = batch.load(self.consumer, cumulative=cumulative)
+            config = self._state.config
+            self._batch = batch.load(self.consumer, session=session if cumulative else None,
+                                     interrupts=self._state.interrupts, linger_ms=config.batch_linger_ms,
+                                     ahead=config.batch_size)
         except classes().JException as exc:
             state = self._state
             raise subscribe_error(f"cannot consume {destination}", exc, selector, state.lost, state.config) from exc
@@ -59,6 +62,8 @@ class Receiver:
 
     def reset(self) -> None:
         """Forget the consumer and every delivery (the connection is closed: the broker redelivers them)."""
+        if self._batch is not None:
+            self._batch.stop()
         self.consumer = self._batch = None
         self._unacked.clear()
 
@@ -78,14 +83,14 @@ class Receiver:
         consumer, messages, wait_ms = self.consumer, [], max(1, int((deadline - time.monotonic()) * 1000))
         if self._batch is not None:
             try:
-                events = self._batch.receive(max_events, wait_ms, destination=self.destination, transport=self.name,
-                                             max_bytes=self._max_bytes)
+                events, epoch = self._batch.receive(max_events, wait_ms, destination=self.destination,
+                                                    transport=self.name, max_bytes=self._max_bytes)
             except classes().JException as exc:
                 raise self._error(f"receive from {self.destination} failed", exc) from exc
-            epoch = int(state.interrupts.get())  # after the messages: see below
-            for event in events:
+            for event in events:  # epoch: read after the messages, as below
                 self._unacked[event.delivery_tag] = (None, epoch)
             return events
+        linger_until = None
         try:
             message = consumer.receive(wait_ms)
             while message is not None:
@@ -93,6 +98,12 @@ class Receiver:
                 if len(messages) >= max_events:
                     break
                 message = consumer.receiveNoWait()
+                if message is None and self._state.config.batch_linger_ms:
+                    if linger_until is None:
+                        linger_until = time.monotonic() + self._state.config.batch_linger_ms / 1000
+                    left_ms = int((linger_until - time.monotonic()) * 1000)
+                    if left_ms >= 1:
+                        message = consumer.receive(left_ms)
         except classes().JException as exc:
             raise self._error(f"receive from {self.destination} failed", exc) from exc
         # Read after the messages: a batch that spans an interruption counts as after it, so its

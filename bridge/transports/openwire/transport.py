@@ -3,10 +3,12 @@
 Features
 ========
 * Acknowledgement never covers a message the caller has not acked: with the helper jar the
-  session is ``CLIENT_ACKNOWLEDGE`` and one acknowledgement goes out once every message received
-  so far was acked (one broker command per batch, as the runner acks whole batches); without
-  it, ``INDIVIDUAL_ACKNOWLEDGE``, one per message. Whatever is unacked is redelivered, to the
-  next connection or after a failover.
+  session is ``CLIENT_ACKNOWLEDGE`` and each run of consecutive deliveries acked goes out as one
+  ranged acknowledgement naming exactly those messages (jars/src RangedAcks.java), so the helper
+  receives the next batches on a Java thread while the caller writes this one; where ActiveMQ's
+  client does not allow ranged ones, one ``acknowledge()`` once every message received so far
+  was acked, and nothing received ahead. Without the helper, ``INDIVIDUAL_ACKNOWLEDGE``, one per
+  message. Whatever is unacked is redelivered, to the next connection or after a failover.
 * Batches cross into Java once: with ``jars/amq-bridge-helper.jar`` (built by scripts/setup, see
   :mod:`bridge.transports.openwire.batch`) a ``receive()`` and an ``ack_many()`` are one Java call
   each; without it, the same is done with JPype calls per message.
@@ -183,8 +185,9 @@ class OpenWireTransport(Transport):
         self.ack_many((event,))
 
     def ack_many(self, events: Sequence[Event]) -> None:
-        """Acknowledge these events' messages, in order: one Java call and (cumulative) one
-        acknowledgement with the helper, once nothing received is left unacked.
+        """Acknowledge these events' messages, in order: with the helper one Java call, and one
+        acknowledgement per run of consecutive deliveries (or, cumulative, one once nothing
+        received is left unacked).
 
         As ``ack()`` on each in turn: an unknown tag raises once the events before it are acked.
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stomp.exception import NotConnectedException, StompException
+
 if TYPE_CHECKING:
     from bridge.config import Destination
+
+#: What stomp.py's own sends raise when the connection is gone: its errors, the socket's, and an
+#: AttributeError when the socket became None between stomp.py's check and its write.
+SEND_ERRORS = (StompException, OSError, AttributeError)
 
 _HEADER_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", ":": "\\c"})
 
@@ -20,12 +26,20 @@ def ack_frame(ack_id: str) -> bytes:
 
 def write(conn: Any, data: bytes) -> None:
     """Send ready-made frames on stomp.py's connection, as its ``transmit`` does for one frame:
-    through the receiver thread's queue when that thread does the writes (TLS), else directly."""
+    through the receiver thread's queue when that thread does the writes (TLS), else directly.
+
+    Raises:
+        StompException: Not connected (stomp.py drops its socket when the connection closes,
+            which can happen between its own check and its write: an AttributeError there).
+    """
     transport = conn.transport
-    if transport.blocking:
-        transport.send(data)
-    else:
-        transport.send_queue.put(data)
+    try:
+        if transport.blocking:
+            transport.send(data)
+        else:
+            transport.send_queue.put(data)
+    except AttributeError as exc:  # the socket became None under stomp.py's send
+        raise NotConnectedException(f"connection closed while writing: {exc}") from exc
 
 
 def shown(host: str, port: int) -> str:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -51,7 +52,7 @@ from bridge.properties import from_stomp, stomp_has_properties as has_properties
 from bridge.transports.base import Hooks, Transport
 from bridge.transports.stomp.connect import open_link
 from bridge.transports.stomp.errors import Refused, subscription_refused, unsubscribe_refused
-from bridge.transports.stomp.frames import ack_frame, path, shown, write
+from bridge.transports.stomp.frames import SEND_ERRORS, ack_frame, path, shown, write
 from bridge.transports.stomp.link import LOST, Link
 
 if TYPE_CHECKING:
@@ -169,6 +170,9 @@ class StompTransport(Transport):
                 link.arrived.clear()
                 if not frames:  # appended before the clear: on_message saw the event still set
                     link.arrived.wait(timeout)
+        linger = self.config.batch_linger_ms
+        if linger and frames and len(frames) < max_events and not link.lost_reason:
+            time.sleep(linger / 1000)  # let a few more arrive: one batch for them, not one each
         events: list[Event] = []
         max_bytes, subs = self.config.max_message_bytes, link.subscriptions
         pending, tags, popleft = self._pending, self._tags, frames.popleft
@@ -252,7 +256,7 @@ class StompTransport(Transport):
             return
         try:
             link.conn.send(path(destination), body, content_type="application/json", headers=headers)
-        except (StompException, OSError) as exc:
+        except SEND_ERRORS as exc:
             raise ConnectionLostError(f"cannot send to {destination} on {link.endpoint}: {exc}") from exc
 
     def flush_sends(self, timeout: float) -> None:
@@ -266,7 +270,7 @@ class StompTransport(Transport):
         self._confirmed(link, tx, "confirm sent messages", lambda h: link.conn.begin(tx, headers=h), timeout)
         try:
             link.conn.abort(tx)
-        except (StompException, OSError) as exc:
+        except SEND_ERRORS as exc:
             raise ConnectionLostError(f"confirm sent messages: {exc}") from exc
 
     def _confirmed(self, link: Link, rid: str, what: str, action: Callable[[dict[str, str]], None],
@@ -278,7 +282,7 @@ class StompTransport(Transport):
             action({"receipt": rid})
             if not waiter.wait(timeout):
                 raise TransportError(f"{what}: no receipt from {link.endpoint} within {timeout:g}s")
-        except (StompException, OSError) as exc:
+        except SEND_ERRORS as exc:
             raise ConnectionLostError(f"{what}: {str(exc) or type(exc).__name__}") from exc
         finally:
             del link.receipts[rid]
