@@ -245,8 +245,10 @@ class PostgresSink(Sink):
                     # an event of the batch is stored already (a redelivery): nothing of the COPY
                     # was, so the batch goes again, in one transaction, keeping what is there
                     with conn.transaction():
-                        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} "
-                                       f"(LIKE {self.config.table}) ON COMMIT DELETE ROWS")
+                        # the sink's columns only: a column the table's owner added (an identity,
+                        # NOT NULL with a default) would otherwise be NOT NULL here with no default
+                        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} ON COMMIT DELETE ROWS "
+                                       f"AS SELECT {COLUMNS} FROM {self.config.table} WITH NO DATA")
                         with cursor.copy(self.copy_batch) as copy:
                             for chunk in chunks:
                                 copy.write(chunk)

@@ -38,7 +38,7 @@ from typing import Sequence
 from bench_lib.consumers import CONSUMERS, PG_URL_VAR, Bench, Consumer, percentile, sqlite_sink_note
 from bench_lib.procs import ROOT, BenchError, Broker, Children, ProcSampler, compile_java, start_broker
 from bench_lib.report import Row, backlog_table, command_line, load_average, machine, table
-from bench_lib import sinkbench
+from bench_lib import schedgroup, sinkbench
 
 VARIANTS = ("nonpersistent", "persistent")
 
@@ -47,8 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # so that `finally` stops everything
-    if args.sinks:
-        return _sinks_only(args, argv)
+    group = schedgroup.join() if args.sched_group else schedgroup.SchedGroup(None, None, "--no-sched-group: "
+                                                                              "each session its own autogroup")
+    say(f"bench: {group.note}")
+    try:
+        if args.sinks:
+            return _sinks_only(args, argv, group.note)
+        return _run(args, argv, group.note)
+    finally:
+        group.leave()
+
+
+def _run(args: argparse.Namespace, argv: list[str], sched_note: str) -> int:
     consumers = [c for c in CONSUMERS if c.key in args.only]
     say(f"bench: {len(consumers)} consumers x {args.repeat} x {args.events:,} events, "
         f"variants {','.join(args.variants)}")
@@ -97,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         pg.__exit__()
         shutil.rmtree(workdir, ignore_errors=True)
-    _report(args, argv, about, rows, backlog_rows, failed, load_before, time.monotonic() - started)
+    _report(args, argv, about + [f"- {sched_note}"], rows, backlog_rows, failed, load_before,
+            time.monotonic() - started)
     print("\n" + "\n".join(sinkbench.sink_table(sink_rows, args.sink_events, args.sink_batch, args.repeat)),
           flush=True)
     return 1 if failed or any(row.errors for row in rows + backlog_rows) else 0
@@ -208,7 +219,8 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
         "- events/s: events / (time of the last event - time of the first), median of the runs; (a), (a'), (b)",
         "  stamp their own first and last event (after its ack); for amq-bridge the sink is watched from outside",
         "  (inotify on its folder: a line seen flushed in the jsonl file, a row seen committed in sqlite;",
-        "  postgres: LISTEN for a NOTIFY that a statement trigger of the table sends at each insert).",
+        "  postgres: LISTEN for the NOTIFY, holding the broker times of its rows, that a statement trigger of the",
+        "  table sends at each insert, delivered once it committed).",
         "- vs (a): that divided by the median of (a) on the same broker.",
         "- CPU µs/event: user + system CPU time of the consumer process alone (/proc/PID/stat, sampled every",
         "  50 ms) from its first to its last event, per event, median of the runs. Much less sensitive than",
@@ -239,7 +251,7 @@ def _report(args: argparse.Namespace, argv: list[str], about: list[str], rows: l
     print("\n".join(out), flush=True)
 
 
-def _sinks_only(args: argparse.Namespace, argv: list[str]) -> int:
+def _sinks_only(args: argparse.Namespace, argv: list[str], sched_note: str) -> int:
     """``--sinks``: the sinks alone, no broker."""
     load_before, about, started = load_average(), machine(), time.monotonic()
     try:
@@ -247,7 +259,7 @@ def _sinks_only(args: argparse.Namespace, argv: list[str]) -> int:
     except KeyboardInterrupt:
         say("bench: interrupted; stopping everything")
         return 130
-    out = ["### amq-bridge's sinks alone", "", "```sh", command_line(argv), "```", "", *about,
+    out = ["### amq-bridge's sinks alone", "", "```sh", command_line(argv), "```", "", *about, f"- {sched_note}",
            f"- load average (1, 5, 15 min) {load_before} at start, {load_average()} at end; "
            f"the benchmark took {(time.monotonic() - started) / 60:.1f} min", "",
            *sinkbench.sink_table(rows, args.sink_events, args.sink_batch, args.repeat)]
@@ -286,6 +298,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sink-events", type=int, default=100_000,
                         help="events of each sink-alone run (default 100000; 0: none)")
     parser.add_argument("--sink-batch", type=_positive, default=500, help="batch of the sink-alone runs (default 500)")
+    parser.add_argument("--no-sched-group", dest="sched_group", action="store_false",
+                        help="leave the processes in the kernel's scheduling groups (autogroup: each PostgreSQL "
+                             "backend its own); by default all of them share one (bench_lib/schedgroup.py)")
     parser.add_argument("--latency-warmup", type=float, default=1,
                         help="seconds of events left out of latency (default 1)")
     return parser

@@ -492,3 +492,26 @@ def load_sink(sink: dict[str, Any]) -> Any:
 
     doc = {"profile": "generic", "subscription": {"destination": "queue:x", "connection_id": "x"}, "sink": sink}
     return parse_config(doc, env=child_env()).sink
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_a_redelivery_is_stored_once_in_a_table_with_a_column_of_its_owner(store: Store) -> None:
+    """A column the table's owner added (here an identity: NOT NULL, generated) is left to its default."""
+    import psycopg
+
+    from bridge.sinks.postgres import SCHEMA
+
+    with psycopg.connect(store.server.url, autocommit=True, connect_timeout=5) as db:
+        db.execute(SCHEMA.format(table=store.table))
+        db.execute(f"ALTER TABLE {store.table} ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY")
+    events = [make_event(body, 1 << 20, message_id=f"m{i}", destination="queue:q", transport="stomp")
+              for i, body in enumerate(generated_bodies(5))]
+    with create_sink(load_sink(store.sink())) as sink:
+        sink.write(events[:2])
+        sink.flush()
+        sink.write(events)  # two of them again: a redelivery
+        sink.flush()
+    with psycopg.connect(store.server.url, connect_timeout=5) as db:
+        rows = db.execute(f"SELECT message_id, n FROM {store.table} ORDER BY n").fetchall()
+    assert [r[0] for r in rows] == [e.message_id for e in events]
+    assert all(n is not None for _, n in rows)
