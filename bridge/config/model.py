@@ -73,7 +73,7 @@ class BridgeConfig(Section):
         "Bodies larger than this many bytes are set aside without being decoded."))
     batch_size: Whole = Field(500, ge=1, description=(
         "At most this many events are taken off the broker, written to the sink and acknowledged together."))
-    batch_linger_ms: Whole = Field(2, ge=0, le=1000, description=(
+    batch_linger_ms: Whole = Field(5, ge=0, le=1000, description=(
         "After the first event of a batch, wait up to this many milliseconds for more (0: take only what is "
         "ready). At a low rate, batches of a few events instead of one: fewer wake-ups, writes and "
         "acknowledgements per event, for at most this much latency."))

@@ -178,7 +178,12 @@ class BatchReceiver:
         Raises:
             jpype.JException: An acknowledgement failed; the rest of ``tags`` are forgotten.
         """
-        if tags:
+        if not tags:
+            return
+        first, count = tags[0], len(tags)
+        if tags[-1] - first == count - 1 and list(tags) == list(range(first, first + count)):
+            self._receiver.ackRange(first, count)  # one batch, as the runner acks: no array to convert
+        else:
             self._receiver.ackAll(self._long_array(tags))
 
     def forget(self, tags: Sequence[int]) -> None:

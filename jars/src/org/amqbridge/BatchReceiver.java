@@ -322,6 +322,15 @@ public final class BatchReceiver {
         return done;
     }
 
+    /** As {@link #ackAll} for the tags {@code first .. first + count - 1} (one batch, mostly). */
+    public synchronized int ackRange(long first, int count) throws JMSException {
+        long[] tags = new long[Math.max(0, count)];
+        for (int i = 0; i < tags.length; i++) {
+            tags[i] = first + i;
+        }
+        return ackAll(tags);
+    }
+
     private int ackRanged(long[] tags) throws JMSException {
         int done = 0;
         for (long tag : tags) {
