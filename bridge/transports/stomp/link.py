@@ -36,6 +36,7 @@ class Link(stomp.ConnectionListener):
         # ``prefetch`` unacknowledged messages per subscription. ``arrived`` is set after an append.
         self.frames: deque[Any] = deque()
         self.arrived = threading.Event()
+        self.first_arrival = 0.0  # monotonic() when a frame came to an empty ``frames``
         self.answered = threading.Event()  # CONNECTED, ERROR or end of socket while connecting
         self.gone = threading.Event()
         self.up = self.closing = False
@@ -93,6 +94,8 @@ class Link(stomp.ConnectionListener):
         self.on_messages(((frame.headers, frame.body),))
 
     def on_messages(self, items: Iterable[tuple[dict[str, str], bytes]]) -> None:
+        if not self.frames:  # the batch_linger_ms of the next receive() counts from here
+            self.first_arrival = monotonic()
         self.frames.extend(items)
         if not self.arrived.is_set():  # set already while receive() is busy: no lock taken then
             self.arrived.set()

@@ -172,7 +172,11 @@ class StompTransport(Transport):
                     link.arrived.wait(timeout)
         linger = self.config.batch_linger_ms
         if linger and frames and len(frames) < max_events and not link.lost_reason:
-            time.sleep(linger / 1000)  # let a few more arrive: one batch for them, not one each
+            # Let a few more arrive, up to batch_linger_ms after the first of them: one batch for
+            # them, not one each (frames that came while the last batch was written waited already).
+            wait = link.first_arrival + linger / 1000 - monotonic()
+            if wait > 0:
+                time.sleep(wait)
         events: list[Event] = []
         max_bytes, subs = self.config.max_message_bytes, link.subscriptions
         pending, tags, popleft = self._pending, self._tags, frames.popleft
