@@ -99,7 +99,7 @@ def test_kill_9_while_the_sink_fails_loses_nothing(fault_broker: FaultBroker, pr
     """
     sink, fail = tmp_path / "handler-sink.jsonl", Path(procs.env["AMQ_BRIDGE_TEST_FAIL"])
     config = bridge_config(tmp_path / "bridge.yaml", fault_broker, transport, batch_size=100,
-                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky"})
+                           sink={"type": "handler", "handler": "tests.faults.handlers:flaky", "max_attempts": 0})
     fail.touch()
     bridge = procs.bridge(config)
     assert bridge.wait_for("subscribed to"), explain("bridge did not subscribe", bridge)
