@@ -26,12 +26,12 @@ IdSource = Callable[[int], list[str]]
 def window_size(config: "BridgeConfig") -> int:
     """How many message ids the runner remembers: ``dedupe_window``, or more when needed to cover
     what the broker can redeliver (each worker's prefetch plus the batches in hand: the one being
-    written and up to two received ahead); 0 when off.
+    flushed, the one received meanwhile and up to two received ahead); 0 when off.
     """
     if not config.dedupe_window:
         return 0
     prefetch = max(config.openwire.prefetch, config.stomp.prefetch)
-    return max(config.dedupe_window, (prefetch + 3 * config.batch_size) * config.workers)
+    return max(config.dedupe_window, (prefetch + 4 * config.batch_size) * config.workers)
 
 
 class RecentIds:

@@ -21,6 +21,8 @@ import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from bridge.backoff import Backoff
@@ -52,6 +54,30 @@ class _Stopped(Exception):
 
 class _GaveUp(Exception):
     """The attempts allowed for one batch are used up; ``args[0]`` is the last SinkError."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch received: all its events (acknowledged together), those not delivered before
+    (``fresh``), and of those the ones to store and the ones to set aside."""
+
+    events: Sequence[Event]
+    fresh: list[Event]
+    good: list[Event]
+    bad: list[Event]
+
+    @property
+    def ids(self) -> set[str]:
+        return {e.message_id for e in self.fresh}
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A batch whose flush runs on the flush thread."""
+
+    batch: _Batch
+    future: Future[None]
+    started: float
 
 
 class _RunnerHooks(Hooks):
@@ -113,6 +139,7 @@ class Runner:
         self.seeder = Seeder(self.recent, (self.sink.recent_ids, self.dead_letter.recent_ids), peers)
         self._stop = threading.Event()
         self._last_event = time.monotonic()
+        self._flusher: ThreadPoolExecutor | None = None  # the flush thread (sink.background_flush)
 
     def stop(self) -> None:
         """Ask the run to end after the batch in hand; safe from signal handlers and threads."""
@@ -156,6 +183,9 @@ class Runner:
         except _Stopped:
             pass
         finally:
+            if self._flusher is not None:
+                self._flusher.shutdown()
+                self._flusher = None
             try:
                 self.sink.close()
             finally:
@@ -188,8 +218,9 @@ class Runner:
                 self._stop.wait(delay)
         return None
 
-    def _retry(self, what: str, action: Callable[[], None], max_attempts: int = 0) -> None:
-        """Run ``action`` until it succeeds, with backoff.
+    def _retry(self, what: str, action: Callable[[], None], max_attempts: int = 0,
+               failed: SinkError | None = None) -> None:
+        """Run ``action`` until it succeeds, with backoff; ``failed``: a first attempt made already failed so.
 
         Raises:
             _Stopped: Stopped while still failing.
@@ -198,6 +229,9 @@ class Runner:
         backoff, last_log = Backoff(self.config.reconnect, forever=True), 0.0
         while True:
             try:
+                if failed is not None:
+                    failed, exc = None, failed
+                    raise exc
                 action()
                 if backoff.attempts:
                     log.info("%s succeeded again after %d failures", what, backoff.attempts)
@@ -218,55 +252,139 @@ class Runner:
                     raise _Stopped from exc
 
     def _loop(self, transport: Transport) -> None:
+        """Receive and deliver until stopped, idle or done.
+
+        When the sink flushes in the background and the transport's acknowledgements are
+        independent, a batch is flushed on the flush thread while the next one is received; it
+        is acknowledged once its flush returned, before the next batch is written. A batch in
+        flight when the loop fails is waited for and left unacknowledged.
+        """
         stats, interval = self.stats, self.config.stats_interval
         next_stats = time.monotonic() + interval
-        while not self._stop.is_set():
-            limit = self.config.batch_size
-            if self.max_events is not None:
-                limit = min(limit, self.max_events - stats.handled)
-                if limit <= 0:
+        overlap = self.sink.background_flush and transport.independent_acks
+        flying: _Flight | None = None
+        try:
+            while not self._stop.is_set():
+                limit, held = self.config.batch_size, len(flying.batch.events) if flying else 0
+                if self.max_events is not None:
+                    limit = min(limit, self.max_events - stats.handled - held)
+                    if limit <= 0:
+                        break
+                events = transport.receive(limit, 0.0 if flying else POLL_SECONDS)
+                stats.took(events, limit)
+                stats.in_hand += held
+                now = time.monotonic()
+                if interval and now >= next_stats:
+                    stats_log.info(stats.line())
+                    next_stats = now + interval
+                batch = None
+                if events:
+                    self._last_event = now
+                    batch = self._sort(events, flying.batch.ids if flying else ())
+                if flying is not None:
+                    done, flying = flying, None
+                    self._land(transport, done)
+                if batch is not None:
+                    if overlap and batch.good:
+                        flying = self._launch(batch)
+                    else:
+                        self._store(batch)
+                        self._finish(transport, batch)
+                elif not events and self._idle():
                     break
-            events = transport.receive(limit, POLL_SECONDS)
-            stats.took(events, limit)
-            now = time.monotonic()
-            if interval and now >= next_stats:
-                stats_log.info(stats.line())
-                next_stats = now + interval
-            if events:
-                self._last_event = now
-                self._deliver(transport, events)
-            elif self._idle():
-                break
+            if flying is not None:
+                done, flying = flying, None
+                self._land(transport, done)
+        finally:
+            if flying is not None:
+                self._abandon(flying)
 
-    def _deliver(self, transport: Transport, events: Sequence[Event]) -> None:
+    def _sort(self, events: Sequence[Event], flying: frozenset[str] | set[str] = frozenset()) -> _Batch:
+        """Count a batch received and split it: redeliveries of what was delivered (or is being
+        flushed: ``flying``), good events, and those set aside."""
         stats = self.stats
         stats.received += len(events)
         fresh = self.recent.unseen(events) if self.recent.size else list(events)
+        if flying and not flying.isdisjoint(e.message_id for e in fresh):
+            fresh = [e for e in fresh if e.message_id not in flying]
         if self.seeder.peers and fresh:
             fresh = self.seeder.recheck(fresh)
         stats.duplicates += len(events) - len(fresh)
         good = [e for e in fresh if e.problem is None]
         bad = [e for e in fresh if e.problem is not None] if len(good) < len(fresh) else []
-        if good:
-            def write() -> None:
-                self.sink.write(good)
-                self.sink.flush()
-            started, attempts = time.monotonic(), getattr(self.sink.config, "max_attempts", 0)
-            try:
-                self._retry("sink write", write, attempts)
-                stats.record_ages(good, time.time())
-                stats.delivered += len(good)
-            except _GaveUp as exc:
-                left = list(self.sink.undelivered(good))
-                stats.delivered += len(good) - len(left)
-                reason = f"sink failed {attempts} times: {exc.args[0]}"
-                bad = [*bad, *(dataclasses.replace(e, problem=reason) for e in left)]
+        return _Batch(events, fresh, good, bad)
+
+    def _launch(self, batch: _Batch) -> _Flight:
+        """Write a batch's good events and start their flush on the flush thread."""
+        started = time.monotonic()
+        try:
+            self.sink.write(batch.good)
+        except SinkError as exc:
+            future: Future[None] = Future()
+            future.set_exception(exc)
+        else:
+            if self._flusher is None:
+                self._flusher = ThreadPoolExecutor(1, thread_name_prefix="sink-flush")
+            future = self._flusher.submit(self.sink.flush)
+        return _Flight(batch, future, started)
+
+    def _land(self, transport: Transport, flight: _Flight) -> None:
+        """Wait for a batch's flush (writing it again if that failed, as :meth:`_store` does),
+        then acknowledge it."""
+        try:
+            flight.future.result()
+        except SinkError as exc:
+            self._store(flight.batch, exc, flight.started)
+        else:
+            self._stored(flight.batch, flight.started)
+        self._finish(transport, flight.batch)
+
+    def _abandon(self, flight: _Flight) -> None:
+        """The loop failed with a batch in flight: wait for its flush and acknowledge nothing (the
+        broker delivers it again); if it was stored, it counts as delivered and its redelivery is
+        recognised."""
+        if flight.future.exception() is None:
+            self._stored(flight.batch, flight.started)
+            self.recent.add(e.message_id for e in flight.batch.good)
+
+    def _store(self, batch: _Batch, failed: SinkError | None = None, started: float | None = None) -> None:
+        """Write and flush a batch's good events, retrying; the attempts allowed used up, set them
+        aside instead. ``failed``: the error of a first attempt already made (since ``started``)."""
+        good = batch.good
+        if not good:
+            return
+        stats = self.stats
+
+        def write() -> None:
+            self.sink.write(good)
+            self.sink.flush()
+        started, attempts = started or time.monotonic(), getattr(self.sink.config, "max_attempts", 0)
+        try:
+            self._retry("sink write", write, attempts, failed)
+        except _GaveUp as exc:
+            left = list(self.sink.undelivered(good))
+            stats.delivered += len(good) - len(left)
+            reason = f"sink failed {attempts} times: {exc.args[0]}"
+            batch.bad = [*batch.bad, *(dataclasses.replace(e, problem=reason) for e in left)]
             stats.sink_seconds += time.monotonic() - started
             stats.sink_writes += 1
+        else:
+            self._stored(batch, started)
+
+    def _stored(self, batch: _Batch, started: float) -> None:
+        stats = self.stats
+        stats.record_ages(batch.good, time.time())
+        stats.delivered += len(batch.good)
+        stats.sink_seconds += time.monotonic() - started
+        stats.sink_writes += 1
+
+    def _finish(self, transport: Transport, batch: _Batch) -> None:
+        """Set aside what is to be, remember the batch's ids, and acknowledge it."""
+        stats, bad = self.stats, batch.bad
         if bad:
             self._retry("dead-letter write", lambda: self.dead_letter.put(bad))
             stats.dead_lettered += len(bad)
-        self.recent.add(e.message_id for e in fresh)
-        transport.ack_many(events)
-        stats.acknowledged += len(events)
-        stats.in_hand = 0
+        self.recent.add(e.message_id for e in batch.fresh)
+        transport.ack_many(batch.events)
+        stats.acknowledged += len(batch.events)
+        stats.in_hand = max(0, stats.in_hand - len(batch.events))

@@ -20,6 +20,10 @@ class Sink(abc.ABC):
 
     #: The name used in ``config.yaml`` under ``sink.type``.
     name: str = ""
+    #: Whether :meth:`flush` spends its time outside Python (in a database library, waiting on a
+    #: server), with the GIL released: the runner then flushes a batch on a thread of its own
+    #: while it receives the next one. ``write`` and ``flush`` never run at the same time.
+    background_flush: bool = False
 
     def __init__(self, config: "SinkConfig") -> None:
         self.config = config

@@ -162,6 +162,9 @@ class PostgresSink(Sink):
     """Batched, idempotent inserts into ``sink.table`` of the database at ``sink.url``."""
 
     name = "postgres"
+    #: A flush is a COPY and a commit, mostly waiting on the server: the runner may run it on a
+    #: thread of its own while it receives the next batch.
+    background_flush = True
 
     conn: "psycopg.Connection[Any] | None" = None
 

@@ -22,6 +22,10 @@ The ``properties`` column holds the message's properties as JSON (NULL when it h
 with ``sink.include_properties: false``); a table made before that column existed gets it added
 when the sink opens.
 
+A batch is one ``INSERT`` statement of all its rows (up to ``MAX_ROWS_PER_STATEMENT``, more in one
+transaction): one call into SQLite, which runs without Python's GIL, so the runner can flush a
+batch on a thread of its own while it receives the next (:attr:`SqliteSink.background_flush`).
+
 Several worker processes may share one database file: a writer waits up to ``BUSY_TIMEOUT_MS``
 for another's transaction to end. A batch that fails (the database is locked for longer, the disk
 is full) is rolled back and raised as a :class:`SinkError`; the runner writes it again later, on a
@@ -65,7 +69,11 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 """
 INSERT = ("INSERT OR IGNORE INTO {table} (message_id, received_at, broker_time, destination, transport, "
-          "redelivered, md5, label, payload, properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          "redelivered, md5, label, payload, properties) VALUES ")
+#: The columns of a row, each one ``?`` of the statement.
+VALUES_PER_ROW = 10
+#: The most rows one statement inserts (the statement is prepared once per row count).
+MAX_ROWS_PER_STATEMENT = 500
 
 
 def event_row(event: Event, received_at: float, properties: bool = True) -> tuple[object, ...]:
@@ -145,10 +153,23 @@ class SqliteSink(Sink):
     db: sqlite3.Connection | None = None
     checkpointer: Checkpointer | None = None
 
+    #: A flush is one SQLite call per statement, which releases the GIL: the runner may run it
+    #: on a thread of its own while it receives the next batch.
+    background_flush = True
+
     def open(self) -> None:
         self.insert = INSERT.format(table=self.config.table)
-        self.pending: list[tuple[object, ...]] = []
+        self.statements: dict[int, str] = {}  # row count -> its INSERT statement
+        self.pending: list[object] = []  # the values of the rows, row after row
         self._connect()
+
+    def _statement(self, rows: int) -> str:
+        """The INSERT statement of ``rows`` rows (SQLite keeps the prepared statements of the last
+        hundred or so)."""
+        statement = self.statements.get(rows)
+        if statement is None:
+            statement = self.statements[rows] = self.insert + ",".join(("(?,?,?,?,?,?,?,?,?,?)",) * rows)
+        return statement
 
     def _connect(self) -> None:
         path = self.config.path
@@ -182,21 +203,28 @@ class SqliteSink(Sink):
             self.checkpointer = Checkpointer(str(path), CHECKPOINT_SECONDS)
 
     def write(self, events: Sequence[Event]) -> None:
-        now, properties = time.time(), self.config.include_properties
-        self.pending.extend([event_row(event, now, properties) for event in events])
+        now, properties, extend = time.time(), self.config.include_properties, self.pending.extend
+        for event in events:
+            extend(event_row(event, now, properties))
 
     def flush(self) -> None:
-        rows, self.pending = self.pending, []  # a failed batch is written again by the retry
-        if not rows:
+        values, self.pending = self.pending, []  # a failed batch is written again by the retry
+        if not values:
             return
         if self.db is None:
             self._connect()
         db = self.db
         assert db is not None
+        rows, step = len(values) // VALUES_PER_ROW, MAX_ROWS_PER_STATEMENT * VALUES_PER_ROW
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(self.insert, rows)
-            db.execute("COMMIT")
+            if rows <= MAX_ROWS_PER_STATEMENT:  # one statement: a transaction of its own
+                db.execute(self._statement(rows), values)
+            else:
+                db.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(values), step):
+                    chunk = values[start:start + step]
+                    db.execute(self._statement(len(chunk) // VALUES_PER_ROW), chunk)
+                db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._roll_back()
             raise SinkError(f"sqlite sink cannot write {self.config.path}: {exc}") from exc

@@ -77,6 +77,14 @@ class Transport(abc.ABC):
         """Wait up to ``timeout`` seconds for a first event, then take up to ``max_events``: those
         ready, and those arriving within ``batch_linger_ms`` of the first."""
 
+    @property
+    def independent_acks(self) -> bool:
+        """Whether an acknowledgement covers exactly the events it names (after ``subscribe``), so
+        events may be received while earlier ones wait for theirs: the runner then receives the
+        next batch while the sink stores this one. False where an acknowledgement would cover
+        everything received so far."""
+        return True
+
     @abc.abstractmethod
     def ack(self, event: "Event") -> None:
         """Acknowledge one event received from this transport."""

@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", type=_choices(VARIANTS), default=list(VARIANTS),
                         help="nonpersistent,persistent (default both)")
     parser.add_argument("--only", type=_choices(keys, {"a2": "a'", "c2": "c'", "c3": "c''"}), default=keys,
-                        help="consumers to run: a,a',b,c,c',c'',d (a2, c2, c3 also accepted; default all)")
+                        help="consumers to run: a,a',b,c,c',c'',d,e (a2, c2, c3 also accepted; default all)")
     parser.add_argument("--rate", type=float, default=5000, help="events/s of the latency phase (default 5000)")
     parser.add_argument("--latency-seconds", type=float, default=10,
                         help="length of one latency run (default 10; 0: none)")

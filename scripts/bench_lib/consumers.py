@@ -6,6 +6,7 @@
 (c)  ``amq-bridge run``, openwire, into the jsonl sink;  (c') the same into the sqlite sink;
 (c'') the same into the postgres sink (a throwaway server the benchmark starts, like the tests')
 (d)  ``amq-bridge run``, stomp, into the jsonl sink
+(e)  (c') with ``sink.md5_index: false``: what the md5 index costs the whole bridge
 
 Every consumer is a process of its own, started by the benchmark, so start-up time and memory are
 its own. The bridges run with the defaults of config.yaml (batch 500, prefetch 1000, no fsync).
@@ -33,12 +34,13 @@ PG_URL_VAR = "AMQ_BENCH_PG_URL"
 class Consumer:
     """One row of the table."""
 
-    key: str  # as in the issue: a, a', b, c, c', d
+    key: str  # a, a', b, c, c', c'', d as in the issue; e
     label: str
     kind: str  # java, stomp or bridge
     ack: str = ""  # java: individual or client200
     transport: str = ""  # bridge
-    sink: str = ""  # bridge: jsonl or sqlite
+    sink: str = ""  # bridge: jsonl, sqlite or postgres
+    sink_options: tuple[tuple[str, object], ...] = ()  # bridge: more keys of its sink section
 
     @property
     def slug(self) -> str:
@@ -54,6 +56,8 @@ CONSUMERS = (
     Consumer("c'", "amq-bridge openwire → sqlite", "bridge", transport="openwire", sink="sqlite"),
     Consumer("c''", "amq-bridge openwire → postgres", "bridge", transport="openwire", sink="postgres"),
     Consumer("d", "amq-bridge stomp → jsonl", "bridge", transport="stomp", sink="jsonl"),
+    Consumer("e", "amq-bridge openwire → sqlite, md5_index: false", "bridge", transport="openwire", sink="sqlite",
+             sink_options=(("md5_index", False),)),
 )
 
 
@@ -163,6 +167,7 @@ class Bench:
             sink_config = {"type": "postgres", "url": "${" + PG_URL_VAR + "}", "table": table}
         else:
             table, sink_config = "events", {"type": consumer.sink, "path": str(sink)}
+        sink_config.update(consumer.sink_options)
         config = write_bridge_config(rundir / "bridge.yaml", self.broker, consumer.transport, queue,
                                      f"bench-{consumer.slug}-{rundir.name}", sink_config)
         watch = SinkWatch(sink, consumer.sink, latencies=bool(rate), table=table, url=self.pg_url).start(count)

@@ -276,3 +276,89 @@ def test_redelivered_events_a_peer_wrote_are_not_written_again(tmp_path, wire) -
     stats = Runner(make_config(tmp_path), sink=sink, idle_timeout=0.3, peers=[peer]).run()
     assert [e.message_id for e in sink.durable] == ["m1", "m4"]
     assert stats.duplicates == 2 and len(made["t"].acked) == 4 and len(peer_reads) == 2
+
+
+class FlushingAside(MemorySink):
+    """A sink whose flush the runner runs on its flush thread; each flush takes a moment."""
+
+    background_flush = True
+
+    def flush(self) -> None:
+        self.log.append(("flush", threading.current_thread().name))
+        threading.Event().wait(0.02)
+        super().flush()
+
+
+class LoggedReceives(MemoryTransport):
+    def receive(self, max_events, timeout):
+        events = super().receive(max_events, timeout)
+        if events:
+            self.log.append(("received", events[0].message_id))
+        return events
+
+
+def test_a_background_flush_overlaps_the_next_receive_and_its_ack_follows_it(tmp_path, wire) -> None:
+    log: list = []
+    made = wire(GOOD, log, transport_class=LoggedReceives)
+    sink = FlushingAside(log=log)
+    stats = Runner(make_config(tmp_path), sink=sink, max_events=len(GOOD)).run()
+    assert made["t"].acked == [f"m{i}" for i in range(1, 11)] and len(sink.durable) == 10
+    for message_id in made["t"].acked:
+        assert log.index(("durable", message_id)) < log.index(("ack", message_id))
+    assert {entry[1] for entry in log if entry[0] == "flush"} == {"sink-flush_0"}
+    # the second batch (m5..m8) was received before the first was acknowledged
+    assert log.index(("received", "m5")) < log.index(("ack", "m1"))
+    assert (stats.received, stats.delivered, stats.acknowledged, stats.duplicates) == (10, 10, 10, 0)
+
+
+def test_a_failed_background_flush_is_written_again_before_anything_is_acked(tmp_path, wire) -> None:
+    log: list = []
+    made = wire(GOOD, log)
+    sink = FlushingAside(log=log, fail_flush=2)
+    stats = Runner(make_config(tmp_path), sink=sink, max_events=len(GOOD)).run()
+    assert made["t"].acked == [f"m{i}" for i in range(1, 11)]
+    assert [e.message_id for e in sink.durable] == [f"m{i}" for i in range(1, 11)]
+    for message_id in made["t"].acked:
+        assert log.index(("durable", message_id)) < log.index(("ack", message_id))
+    assert stats.delivered == 10
+
+
+def test_a_failed_background_flush_counts_towards_max_attempts(tmp_path, wire) -> None:
+    made = wire(GOOD[:4])
+    sink = FlushingAside(fail_flush=10**9)
+    sink.config = dataclasses.make_dataclass("C", [("max_attempts", int, 3)])()
+    stats = Runner(make_config(tmp_path), sink=sink, max_events=4).run()
+    assert sink.flush_calls == 3  # the background attempt and two more
+    assert stats.dead_lettered == 4 and made["t"].acked == ["m1", "m2", "m3", "m4"]
+
+
+def test_a_lost_connection_with_a_batch_in_flight_acks_none_of_it_and_stores_it_once(tmp_path, wire) -> None:
+    class LostAfterOne(MemoryTransport):
+        calls = 0
+
+        def receive(self, max_events, timeout):
+            LostAfterOne.calls += 1
+            if LostAfterOne.calls == 2:  # while the first batch is being flushed
+                raise ConnectionLostError("broker went away")
+            return super().receive(max_events, timeout)
+
+    made = wire(GOOD[:8], transport_class=LostAfterOne)
+    sink = FlushingAside()
+    stats = Runner(make_config(tmp_path), sink=sink, max_events=8).run()
+    first, second = made["all"]
+    assert first.acked == []  # stored, but the connection was gone: the broker redelivers it
+    assert [e.message_id for e in sink.durable] == [f"m{i}" for i in range(1, 9)]  # m1..m4 once
+    assert second.acked == [f"m{i}" for i in range(1, 9)]
+    assert (stats.duplicates, stats.delivered) == (4, 8)
+
+
+def test_without_independent_acks_nothing_is_received_while_a_batch_is_flushed(tmp_path, wire) -> None:
+    class Cumulative(LoggedReceives):
+        independent_acks = False
+
+    log: list = []
+    made = wire(GOOD, log, transport_class=Cumulative)
+    Runner(make_config(tmp_path), sink=FlushingAside(log=log), max_events=len(GOOD)).run()
+    assert made["t"].acked == [f"m{i}" for i in range(1, 11)]
+    assert log.index(("ack", "m4")) < log.index(("received", "m5"))
+    assert {entry[1] for entry in log if entry[0] == "flush"} == {"MainThread"}

@@ -104,6 +104,35 @@ def test_sqlite_failure_is_a_sink_error_and_keeps_nothing_half_written(tmp_path:
     sink.close()
 
 
+def test_sqlite_batch_of_several_statements_is_one_transaction(tmp_path: Path) -> None:
+    """A batch longer than one statement holds (1,201 rows: three statements) is stored whole,
+    a redelivered part of it once; a failure in its last statement keeps none of it."""
+    from bridge.sinks import sqlite as sqlite_sink
+
+    many = [make_event(json.dumps({"md5": f"{i:032x}"}).encode(), 1000, message_id=f"m{i:05}",
+                       destination="queue:q", transport="stomp") for i in range(1201)]
+    sink = create_sink(SqliteSinkConfig(type="sqlite", path=tmp_path / "events.db"))
+    sink.open()
+    sink.write(many[:10])
+    sink.flush()
+    sink.write(many)
+    sink.flush()
+    db = sink.db
+    assert db.execute("SELECT count(*), count(DISTINCT message_id) FROM events").fetchone() == (1201, 1201)
+    assert db.execute("SELECT payload FROM events WHERE message_id = 'm01200'").fetchone()[0] == many[-1].body.decode()
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.message_id = 'x01200' "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    again = [make_event(e.body, 1000, message_id="x" + e.message_id[1:], destination="queue:q", transport="stomp")
+             for e in many]
+    assert sqlite_sink.MAX_ROWS_PER_STATEMENT < len(again)
+    sink.write(again)
+    with pytest.raises(SinkError, match="refused"):
+        sink.flush()
+    assert db.execute("SELECT count(*) FROM events WHERE message_id LIKE 'x%'").fetchone()[0] == 0
+    assert not db.in_transaction
+    sink.close()
+
+
 def jsonl_lines(path: Path) -> list[str]:
     return [json.loads(line)["message_id"] for line in path.read_text().splitlines()]
 

@@ -73,8 +73,8 @@ def test_window_covers_every_workers_prefetch_and_batch() -> None:
                              **extra}, env={})
 
     assert window_size(config()) == 10_000
-    assert window_size(config(workers=8)) == (1000 + 3 * 500) * 8
-    assert window_size(config(stomp={"prefetch": 4000}, batch_size=1000, dedupe_window=100)) == 7000
+    assert window_size(config(workers=8)) == (1000 + 4 * 500) * 8
+    assert window_size(config(stomp={"prefetch": 4000}, batch_size=1000, dedupe_window=100)) == 8000
     assert window_size(config(dedupe_window=0, workers=8)) == 0
 
 

@@ -268,4 +268,4 @@ def test_each_worker_seeds_from_its_peers_files_and_covers_every_workers_prefetc
     assert sorted(i for source in workers.peer_sources(config, 2) for i in source(10)) == ["d1", "d3", "w1", "w3"]
     assert sorted(i for source in workers.peer_sources(config, 2, dead_letters=False) for i in source(10)) == [
         "w1", "w3"]
-    assert worker_config(config, 2).dedupe_window == (1000 + 3 * config.batch_size) * 3  # each runs with workers: 1
+    assert worker_config(config, 2).dedupe_window == (1000 + 4 * config.batch_size) * 3  # each runs with workers: 1

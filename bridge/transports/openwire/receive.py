@@ -34,6 +34,7 @@ class Receiver:
         self.consumer: Any = None
         self.destination = ""
         self._batch: batch.BatchReceiver | None = None  # the helper; it keeps the messages
+        self._cumulative = False  # the session acknowledges cumulatively (CLIENT_ACKNOWLEDGE)
         # delivery tag -> (javax.jms.Message, or None when the helper keeps it; epoch)
         self._unacked: dict[int, tuple[Any, int]] = {}
         self._next_tag = 0
@@ -52,6 +53,7 @@ class Receiver:
             else:  # (destination, None) would be ambiguous to JPype: (String) or (MessageListener)
                 self.consumer = session.createConsumer(target)
             config = self._state.config
+            self._cumulative = cumulative
             self._batch = batch.load(self.consumer, session=session if cumulative else None,
                                      interrupts=self._state.interrupts, linger_ms=config.batch_linger_ms,
                                      ahead=config.batch_size)
@@ -59,6 +61,12 @@ class Receiver:
             state = self._state
             raise subscribe_error(f"cannot consume {destination}", exc, selector, state.lost, state.config) from exc
         self.destination = str(destination)
+
+    @property
+    def independent_acks(self) -> bool:
+        """As OpenWireTransport.independent_acks: false only for a cumulative session without
+        ranged acknowledgements (its acknowledgement waits until nothing received is unacked)."""
+        return not self._cumulative or (self._batch is not None and self._batch.ranged)
 
     def reset(self) -> None:
         """Forget the consumer and every delivery (the connection is closed: the broker redelivers them)."""
@@ -90,17 +98,16 @@ class Receiver:
             for event in events:  # epoch: read after the messages, as below
                 self._unacked[event.delivery_tag] = (None, epoch)
             return events
-        linger_until = None
+        linger = self._state.config.batch_linger_ms / 1000
         try:
             message = consumer.receive(wait_ms)
+            linger_until = time.monotonic() + linger  # the linger counts from the first message
             while message is not None:
                 messages.append(message)
                 if len(messages) >= max_events:
                     break
                 message = consumer.receiveNoWait()
-                if message is None and self._state.config.batch_linger_ms:
-                    if linger_until is None:
-                        linger_until = time.monotonic() + self._state.config.batch_linger_ms / 1000
+                if message is None and linger:
                     left_ms = int((linger_until - time.monotonic()) * 1000)
                     if left_ms >= 1:
                         message = consumer.receive(left_ms)

@@ -172,6 +172,11 @@ class OpenWireTransport(Transport):
         """
         return self._receiver.receive(max_events, timeout)
 
+    @property
+    def independent_acks(self) -> bool:
+        """True with individual or ranged acknowledgements; false in the cumulative fallback."""
+        return self._receiver.independent_acks
+
     def ack(self, event: Event) -> None:
         """Acknowledge this event's message (with the helper: once every message received so far is acked).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stomp.exception import NotConnectedException, StompException
+from stomp.exception import StompException
 
 if TYPE_CHECKING:
     from bridge.config import Destination
@@ -29,17 +29,14 @@ def write(conn: Any, data: bytes) -> None:
     through the receiver thread's queue when that thread does the writes (TLS), else directly.
 
     Raises:
-        StompException: Not connected (stomp.py drops its socket when the connection closes,
+        One of SEND_ERRORS: Not connected (stomp.py drops its socket when the connection closes,
             which can happen between its own check and its write: an AttributeError there).
     """
     transport = conn.transport
-    try:
-        if transport.blocking:
-            transport.send(data)
-        else:
-            transport.send_queue.put(data)
-    except AttributeError as exc:  # the socket became None under stomp.py's send
-        raise NotConnectedException(f"connection closed while writing: {exc}") from exc
+    if transport.blocking:
+        transport.send(data)
+    else:
+        transport.send_queue.put(data)
 
 
 def shown(host: str, port: int) -> str:

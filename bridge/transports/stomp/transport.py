@@ -40,11 +40,9 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
-from time import monotonic
+from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from stomp.exception import StompException
 
 from bridge.errors import ConnectError, ConnectionLostError, TransportError
 from bridge.event import Event, make_event
@@ -176,7 +174,7 @@ class StompTransport(Transport):
             # them, not one each (frames that came while the last batch was written waited already).
             wait = link.first_arrival + linger / 1000 - monotonic()
             if wait > 0:
-                time.sleep(wait)
+                sleep(wait)
         events: list[Event] = []
         max_bytes, subs = self.config.max_message_bytes, link.subscriptions
         pending, tags, popleft = self._pending, self._tags, frames.popleft
@@ -237,7 +235,7 @@ class StompTransport(Transport):
                 continue
             try:
                 write(link.conn, b"".join(batch))
-            except (StompException, OSError) as exc:
+            except SEND_ERRORS as exc:
                 lost = ConnectionLostError(f"cannot ack on {link.endpoint}: {exc}")
                 lost.__cause__ = exc
                 error = error or lost
