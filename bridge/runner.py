@@ -1,8 +1,11 @@
 """The runner: takes events from a transport, delivers them to a sink, then acknowledges them.
 
 An event is acknowledged only after the sink's ``flush`` returned (or, for an event that cannot
-be decoded, after the dead-letter file was fsynced). Whatever fails in between leaves it
-unacknowledged, so the broker delivers it again:
+be decoded, after the dead-letter file was fsynced). With a sink whose flush runs outside Python
+(``Sink.background_flush``: sqlite, postgres) and a transport whose acknowledgements name exactly
+their events, a batch is flushed on the runner's flush thread while the next one is received,
+and acknowledged once that flush returned, before the next is written. Whatever fails in between
+leaves it unacknowledged, so the broker delivers it again:
 
 * a lost connection (or a connection id still held by the broker) is retried with exponential
   backoff and jitter, forever by default, on the runner's own thread;
