@@ -265,6 +265,8 @@ class Runner:
         stats, interval = self.stats, self.config.stats_interval
         next_stats = time.monotonic() + interval
         overlap = self.sink.background_flush and transport.independent_acks
+        if overlap:
+            log.info("%s sink: each batch is flushed while the next is received", self.sink.name)
         flying: _Flight | None = None
         try:
             while not self._stop.is_set():

@@ -72,6 +72,7 @@ INSERT = ("INSERT OR IGNORE INTO {table} (message_id, received_at, broker_time, 
           "redelivered, md5, label, payload, properties) VALUES ")
 #: The columns of a row, each one ``?`` of the statement.
 VALUES_PER_ROW = 10
+ROW_PLACEHOLDERS = "(" + ",".join("?" * VALUES_PER_ROW) + ")"
 #: The most rows one statement inserts (the statement is prepared once per row count).
 MAX_ROWS_PER_STATEMENT = 500
 
@@ -164,11 +165,11 @@ class SqliteSink(Sink):
         self._connect()
 
     def _statement(self, rows: int) -> str:
-        """The INSERT statement of ``rows`` rows (SQLite keeps the prepared statements of the last
-        hundred or so)."""
+        """The INSERT statement of ``rows`` rows (the sqlite3 module keeps the prepared statements
+        of the last 128 texts)."""
         statement = self.statements.get(rows)
         if statement is None:
-            statement = self.statements[rows] = self.insert + ",".join(("(?,?,?,?,?,?,?,?,?,?)",) * rows)
+            statement = self.statements[rows] = self.insert + ",".join((ROW_PLACEHOLDERS,) * rows)
         return statement
 
     def _connect(self) -> None:

@@ -238,12 +238,12 @@ class InProcess:
         return self.stats
 
 
-def assert_exactly(rows: list[dict[str, Any]], count: int, namespace: str) -> None:
+def assert_exactly(rows: list[dict[str, Any]], count: int, namespace: str, transport: str = "stomp") -> None:
     """Every published event stored once, with its fields, as published."""
     assert len(rows) == count, f"{len(rows)} rows for {count} events"
     assert len({r["message_id"] for r in rows}) == count
     assert [r["data"] for r in by_seq(rows)] == expected(count)
-    assert {(r["destination"], r["transport"]) for r in rows} == {(f"queue:1.RTO.{namespace}", "stomp")}
+    assert {(r["destination"], r["transport"]) for r in rows} == {(f"queue:1.RTO.{namespace}", transport)}
     for row in rows:
         if "md5" in row:  # the table sinks copy these two fields into columns
             assert (row["md5"], row["label"]) == (row["data"]["md5"], row["data"].get("label"))
@@ -398,6 +398,20 @@ def test_recovers_in_the_same_run_when_the_store_comes_back(broker: Broker, spaw
     if isinstance(store, PostgresStore):
         assert store.server.password not in bridge.stderr
         assert "postgres sink cannot" in bridge.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_over_openwire_a_batch_is_flushed_while_the_next_is_received(broker: Broker, spawn, tmp_path: Path,
+                                                                    namespace: str, store: Store) -> None:
+    """Ranged acknowledgements name exactly their events, so the flush thread is used, and every
+    event is stored once."""
+    config_path = bridge_config(tmp_path, broker, namespace, store, transport="openwire", batch_size=10)
+    bridge = spawn(config_path, "--max-events", str(N), "--idle-timeout", "60")
+    bridge.wait_for("subscribed to")
+    send(load(config_path), N)
+    assert bridge.wait(60) == 0, bridge.stderr
+    assert "sqlite sink: each batch is flushed while the next is received" in bridge.stderr
+    assert_exactly(store.rows(), N, namespace, "openwire")
 
 
 TABLE_STORES = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)

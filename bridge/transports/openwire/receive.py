@@ -34,7 +34,6 @@ class Receiver:
         self.consumer: Any = None
         self.destination = ""
         self._batch: batch.BatchReceiver | None = None  # the helper; it keeps the messages
-        self._cumulative = False  # the session acknowledges cumulatively (CLIENT_ACKNOWLEDGE)
         # delivery tag -> (javax.jms.Message, or None when the helper keeps it; epoch)
         self._unacked: dict[int, tuple[Any, int]] = {}
         self._next_tag = 0
@@ -53,7 +52,6 @@ class Receiver:
             else:  # (destination, None) would be ambiguous to JPype: (String) or (MessageListener)
                 self.consumer = session.createConsumer(target)
             config = self._state.config
-            self._cumulative = cumulative
             self._batch = batch.load(self.consumer, session=session if cumulative else None,
                                      interrupts=self._state.interrupts, linger_ms=config.batch_linger_ms,
                                      ahead=config.batch_size)
@@ -63,10 +61,9 @@ class Receiver:
         self.destination = str(destination)
 
     @property
-    def independent_acks(self) -> bool:
-        """As OpenWireTransport.independent_acks: false only for a cumulative session without
-        ranged acknowledgements (its acknowledgement waits until nothing received is unacked)."""
-        return not self._cumulative or (self._batch is not None and self._batch.ranged)
+    def ranged(self) -> bool:
+        """Whether the helper acknowledges ranges of deliveries (see :mod:`batch`)."""
+        return self._batch is not None and self._batch.ranged
 
     def reset(self) -> None:
         """Forget the consumer and every delivery (the connection is closed: the broker redelivers them)."""

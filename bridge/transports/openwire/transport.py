@@ -174,8 +174,9 @@ class OpenWireTransport(Transport):
 
     @property
     def independent_acks(self) -> bool:
-        """True with individual or ranged acknowledgements; false in the cumulative fallback."""
-        return self._receiver.independent_acks
+        """True with individual or ranged acknowledgements; false in the cumulative fallback (its
+        acknowledgement waits until nothing received is left unacked)."""
+        return not self._cumulative or self._receiver.ranged
 
     def ack(self, event: Event) -> None:
         """Acknowledge this event's message (with the helper: once every message received so far is acked).

@@ -43,7 +43,6 @@ import threading
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-
 from bridge.errors import ConnectError, ConnectionLostError, TransportError
 from bridge.event import Event, make_event
 from bridge.properties import from_stomp, stomp_has_properties as has_properties
