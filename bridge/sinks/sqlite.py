@@ -16,7 +16,10 @@ Options:
 The database runs in WAL mode. Checkpoints (copying the WAL back into the database) are off the
 write path: SQLite's automatic checkpoint, which runs inside a commit, is turned off, and a thread
 of the sink with its own connection runs a PASSIVE checkpoint (it never blocks a writer or a
-reader) at most every ``CHECKPOINT_SECONDS`` while commits come, and not at all while idle.
+reader) at most every ``CHECKPOINT_SECONDS`` while commits come, and not at all while idle. Once
+the WAL file is past ``JOURNAL_SIZE_LIMIT`` (a drain: the passive checkpoints never copied all of
+it, so it was never started afresh), the writer waits for one checkpoint after its commit, which
+bounds the file (:meth:`SqliteSink._bound_wal`).
 
 The ``properties`` column holds the message's properties as JSON (NULL when it has none, or
 with ``sink.include_properties: false``); a table made before that column existed gets it added
@@ -35,9 +38,11 @@ connection opened afresh if the old one is in doubt.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
+from time import monotonic
 from typing import Sequence
 
 from bridge.errors import SinkError
@@ -51,8 +56,11 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 #: The least time between two checkpoints of the checkpoint thread.
 CHECKPOINT_SECONDS = 0.5
-#: The WAL file is cut back to this size when a checkpoint has emptied it.
+#: The WAL file is cut back to this size when a commit starts it afresh; the writer waits for a
+#: whole checkpoint when it has grown past it (see :meth:`SqliteSink._bound_wal`).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: The longest a writer waits for that checkpoint.
+CATCH_UP_TIMEOUT = 10.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -103,26 +111,47 @@ class Checkpointer:
 
     :meth:`poke` after a commit asks for a checkpoint; the thread runs one at most every
     ``interval`` seconds, and sleeps while nobody pokes.
+
+    A passive checkpoint copies what it can while commits go on; under a steady stream of commits
+    it may never copy the whole WAL, and only a WAL copied whole is started afresh by the next
+    commit: the file would grow without end (779 MB for 200,000 events here). The writer calls
+    :meth:`catch_up` when the file has grown too large, see :meth:`SqliteSink._bound_wal`.
     """
 
     def __init__(self, path: str, interval: float) -> None:
         self.path, self.interval = path, interval
-        self._wanted = threading.Event()
-        self._stopping = threading.Event()
+        self._cond = threading.Condition()
+        self._wanted = self._hurry = self._stopping = False
+        self._started = self._finished = 0  # checkpoints begun and ended
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:
-        self._wanted.set()
+        with self._cond:
+            self._wanted = True
+            self._cond.notify()
+
+    def catch_up(self, timeout: float) -> bool:
+        """Run a checkpoint now (whatever the interval) and wait up to ``timeout`` seconds for it
+        to end; false if it did not. The caller makes no commit meanwhile."""
+        with self._cond:
+            wanted = self._started + 1
+            self._wanted = self._hurry = True
+            self._cond.notify()
+            return self._cond.wait_for(lambda: self._finished >= wanted or self._stopping, timeout)
 
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
         complained = False
+        due = 0.0  # the monotonic time before which no unhurried checkpoint runs
         while True:
-            self._wanted.wait()
-            if self._stopping.is_set():
-                break
-            self._wanted.clear()
+            with self._cond:
+                while not self._stopping and not (self._wanted and (self._hurry or monotonic() >= due)):
+                    self._cond.wait(max(due - monotonic(), 0) if self._wanted else None)
+                if self._stopping:
+                    break
+                self._wanted = self._hurry = False
+                self._started += 1
             try:
                 if db is None:
                     db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -135,14 +164,18 @@ class Checkpointer:
                 if db is not None:
                     db.close()
                     db = None
-            self._stopping.wait(self.interval)
+            due = monotonic() + self.interval
+            with self._cond:
+                self._finished += 1
+                self._cond.notify_all()
         if db is not None:
             db.close()
 
     def stop(self) -> None:
         """End the thread (it finishes a checkpoint under way)."""
-        self._stopping.set()
-        self._wanted.set()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         self._thread.join(30)
 
 
@@ -162,6 +195,8 @@ class SqliteSink(Sink):
         self.insert = INSERT.format(table=self.config.table)
         self.statements: dict[int, str] = {}  # row count -> its INSERT statement
         self.pending: list[object] = []  # the values of the rows, row after row
+        self.wal = f"{self.config.path}-wal"
+        self.wal_limit = JOURNAL_SIZE_LIMIT  # the WAL file's size past which _bound_wal waits
         self._connect()
 
     def _statement(self, rows: int) -> str:
@@ -229,8 +264,26 @@ class SqliteSink(Sink):
         except sqlite3.Error as exc:
             self._roll_back()
             raise SinkError(f"sqlite sink cannot write {self.config.path}: {exc}") from exc
-        if self.checkpointer is not None:
-            self.checkpointer.poke()
+        checkpointer = self.checkpointer
+        if checkpointer is not None:
+            checkpointer.poke()
+            self._bound_wal(checkpointer)
+
+    def _bound_wal(self, checkpointer: Checkpointer) -> None:
+        """Keep the WAL from growing without end. Once the file is past ``JOURNAL_SIZE_LIMIT``
+        (the WAL was not started afresh since it held that much), wait, with no commit of ours
+        under way, for a checkpoint that copies all of it: the next commit then starts it afresh
+        and cuts the file back. A reader holding an old snapshot can keep it from starting afresh:
+        then this waits again only once the file has grown by as much again."""
+        try:
+            size = os.stat(self.wal).st_size
+        except OSError:
+            return
+        if size <= JOURNAL_SIZE_LIMIT:
+            self.wal_limit = JOURNAL_SIZE_LIMIT
+        elif size > self.wal_limit:
+            checkpointer.catch_up(CATCH_UP_TIMEOUT)
+            self.wal_limit = size + JOURNAL_SIZE_LIMIT
 
     def _roll_back(self) -> None:
         """Undo the failed batch; a connection that cannot even do that is opened afresh next time."""
