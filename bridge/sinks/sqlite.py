@@ -17,9 +17,10 @@ The database runs in WAL mode. Checkpoints (copying the WAL back into the databa
 write path: SQLite's automatic checkpoint, which runs inside a commit, is turned off, and a thread
 of the sink with its own connection runs a PASSIVE checkpoint (it never blocks a writer or a
 reader) at most every ``CHECKPOINT_SECONDS`` while commits come, and not at all while idle. Once
-the WAL file is past ``JOURNAL_SIZE_LIMIT`` (a drain: the passive checkpoints never copied all of
-it, so it was never started afresh), the writer waits for one checkpoint after its commit, which
-bounds the file (:meth:`SqliteSink._bound_wal`).
+the WAL file is past ``JOURNAL_SIZE_LIMIT`` (the passive checkpoints never copied all of it, so it
+was never started afresh), the thread checkpoints after every commit; past twice that (a drain),
+the writer waits for one checkpoint after its commit, which bounds the file
+(:meth:`SqliteSink._bound_wal`).
 
 The ``properties`` column holds the message's properties as JSON (NULL when it has none, or
 with ``sink.include_properties: false``); a table made before that column existed gets it added
@@ -56,8 +57,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 #: The least time between two checkpoints of the checkpoint thread.
 CHECKPOINT_SECONDS = 0.5
-#: The WAL file is cut back to this size when a commit starts it afresh; the writer waits for a
-#: whole checkpoint when it has grown past it (see :meth:`SqliteSink._bound_wal`).
+#: The WAL file is cut back to this size when a commit starts it afresh; past it the checkpoint
+#: thread hurries, past twice it the writer waits for a checkpoint (see SqliteSink._bound_wal).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: The longest a writer waits for that checkpoint.
 CATCH_UP_TIMEOUT = 10.0
@@ -114,14 +115,17 @@ class Checkpointer:
 
     A passive checkpoint copies what it can while commits go on; under a steady stream of commits
     it may never copy the whole WAL, and only a WAL copied whole is started afresh by the next
-    commit: the file would grow without end (779 MB for 200,000 events here). The writer calls
-    :meth:`catch_up` when the file has grown too large, see :meth:`SqliteSink._bound_wal`.
+    commit: the file would grow without end (779 MB for 200,000 events here). When the file has
+    grown too large, the writer sets :attr:`hurrying` or calls :meth:`catch_up`, see
+    :meth:`SqliteSink._bound_wal`.
     """
 
     def __init__(self, path: str, interval: float) -> None:
         self.path, self.interval = path, interval
         self._cond = threading.Condition()
         self._wanted = self._hurry = self._stopping = False
+        #: Checkpoint after every commit, with no interval (see :meth:`SqliteSink._bound_wal`).
+        self.hurrying = False
         self._started = self._finished = 0  # checkpoints begun and ended
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
@@ -146,7 +150,8 @@ class Checkpointer:
         due = 0.0  # the monotonic time before which no unhurried checkpoint runs
         while True:
             with self._cond:
-                while not self._stopping and not (self._wanted and (self._hurry or monotonic() >= due)):
+                while not self._stopping and not (self._wanted and (self._hurry or self.hurrying
+                                                                    or monotonic() >= due)):
                     self._cond.wait(max(due - monotonic(), 0) if self._wanted else None)
                 if self._stopping:
                     break
@@ -196,7 +201,7 @@ class SqliteSink(Sink):
         self.statements: dict[int, str] = {}  # row count -> its INSERT statement
         self.pending: list[object] = []  # the values of the rows, row after row
         self.wal = f"{self.config.path}-wal"
-        self.wal_limit = JOURNAL_SIZE_LIMIT  # the WAL file's size past which _bound_wal waits
+        self.wal_limit = 2 * JOURNAL_SIZE_LIMIT  # the WAL file's size past which _bound_wal waits
         self._connect()
 
     def _statement(self, rows: int) -> str:
@@ -270,17 +275,20 @@ class SqliteSink(Sink):
             self._bound_wal(checkpointer)
 
     def _bound_wal(self, checkpointer: Checkpointer) -> None:
-        """Keep the WAL from growing without end. Once the file is past ``JOURNAL_SIZE_LIMIT``
-        (the WAL was not started afresh since it held that much), wait, with no commit of ours
-        under way, for a checkpoint that copies all of it: the next commit then starts it afresh
-        and cuts the file back. A reader holding an old snapshot can keep it from starting afresh:
-        then this waits again only once the file has grown by as much again."""
+        """Keep the WAL from growing without end. Past ``JOURNAL_SIZE_LIMIT`` (the WAL was not
+        started afresh since it held that much), the checkpoint thread runs after every commit,
+        with no interval, until it is: each checkpoint then has little to copy, and one that ends
+        before the next commit lets that commit start the WAL afresh and cut the file back. Past
+        twice the limit (commits back to back: a drain), wait, with no commit of ours under way,
+        for a checkpoint that copies all of it. A reader holding an old snapshot can keep the WAL
+        from starting afresh: then this waits again only once the file has grown by the limit."""
         try:
             size = os.stat(self.wal).st_size
         except OSError:
             return
+        checkpointer.hurrying = size > JOURNAL_SIZE_LIMIT
         if size <= JOURNAL_SIZE_LIMIT:
-            self.wal_limit = JOURNAL_SIZE_LIMIT
+            self.wal_limit = 2 * JOURNAL_SIZE_LIMIT
         elif size > self.wal_limit:
             checkpointer.catch_up(CATCH_UP_TIMEOUT)
             self.wal_limit = size + JOURNAL_SIZE_LIMIT

@@ -211,8 +211,8 @@ def _md5_events(start: int, count: int) -> list:
 
 def test_sqlite_wal_stays_bounded_under_back_to_back_batches(tmp_path: Path, monkeypatch) -> None:
     """Batches written back to back, as in a drain: a passive checkpoint alone never copies the
-    whole WAL, so the file would grow by every batch; the writer's catch-up keeps it near the
-    limit, and every event is stored."""
+    whole WAL, so the file would grow by every batch; the checkpoint thread's hurry and the
+    writer's catch-up keep it near the limit, and every event is stored."""
     from bridge.sinks import sqlite as sqlite_sink
 
     limit = 256 * 1024
@@ -222,14 +222,20 @@ def test_sqlite_wal_stays_bounded_under_back_to_back_batches(tmp_path: Path, mon
     catch_ups = []
     real = sink.checkpointer.catch_up
     monkeypatch.setattr(sink.checkpointer, "catch_up", lambda timeout: catch_ups.append(real(timeout)) or True)
-    wal, largest = tmp_path / "events.db-wal", 0
+    wal, largest, hurried = tmp_path / "events.db-wal", 0, []
     for batch in range(60):
         sink.write(_md5_events(batch * 500, 500))
         sink.flush()
         largest = max(largest, wal.stat().st_size)
+        hurried.append(sink.checkpointer.hurrying)
     assert largest <= 8 * 1024 * 1024, f"the WAL grew to {largest:,} bytes"
     assert catch_ups and all(catch_ups)  # each catch-up saw its checkpoint end
-    assert sink.db.execute("SELECT count(*) FROM events").fetchone()[0] == 30000
+    assert any(hurried)  # past the limit, the checkpoint thread ran after every commit
+    assert sink.checkpointer.catch_up(10)
+    sink.write(_md5_events(60 * 500, 1))
+    sink.flush()  # starts the WAL afresh and cuts it back: no more hurry
+    assert wal.stat().st_size <= limit and not sink.checkpointer.hurrying
+    assert sink.db.execute("SELECT count(*) FROM events").fetchone()[0] == 30001
     sink.close()
 
 
